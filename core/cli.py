@@ -1,0 +1,181 @@
+"""``studio-avatar``: the command-line tool, and the worker process the Blender add-on starts.
+
+Examples::
+
+    studio-avatar probe clip.mp4
+    studio-avatar reconstruct clip.mp4 -o captures/anna
+    studio-avatar status captures/anna
+    studio-avatar demo -o demo_out
+    studio-avatar --worker probe clip.mp4      # JSON-lines protocol on stdout, "cancel" on stdin
+
+Human mode prints progress on stderr and results on stdout. With ``--worker``
+(or ``--progress jsonl``) every message is a JSON line on stdout (see
+core/progress.py). User errors end with one line ``studio-avatar: error: ...``
+and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from . import TOOL_NAME, __version__
+from .device import DEVICE_CHOICES
+from .errors import StudioAvatarError
+from .progress import CancelToken, JsonLinesSink, NullSink, Progress, TextSink
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+
+
+def _cmd_probe(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .video import probe_video
+
+    return probe_video(args.video).to_dict()
+
+
+def _cmd_reconstruct(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .pipeline import reconstruct
+
+    capture, outcomes = reconstruct(
+        args.video, args.output, progress, until=args.until, force=tuple(args.force), replace_source=args.replace_source
+    )
+    return {
+        "capture": str(capture.root.resolve()),
+        "stages": [{"stage": o.name, "status": o.status, "duration_s": o.duration_s, "warnings": o.warnings} for o in outcomes],
+    }
+
+
+def _cmd_status(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .capture import Capture
+    from .pipeline import RECONSTRUCTION
+
+    capture = Capture.open(args.capture)
+    return {"capture": str(capture.root.resolve()), "source": capture.source, "stages": RECONSTRUCTION.status(capture)}
+
+
+def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .pipeline import reconstruct
+    from .synth.clip import write_turning_head_clip
+
+    out = Path(args.output)
+    video = out / "demo_clip.mp4"
+    if not video.exists():
+        write_turning_head_clip(video, frames=90, width=640, height=480, fps=30.0)
+    capture, outcomes = reconstruct(video, out / "capture", progress)
+    return {
+        "video": str(video.resolve()),
+        "capture": str(capture.root.resolve()),
+        "stages": [{"stage": o.name, "status": o.status} for o in outcomes],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=TOOL_NAME,
+        description="Studio Avatar: a relightable, FLAME-rigged head avatar from a short phone video.",
+    )
+    parser.add_argument("--version", action="version", version=f"{TOOL_NAME} {__version__}")
+    parser.add_argument("--progress", choices=("auto", "text", "jsonl", "none"), default="auto",
+                        help="how to report progress: text on stderr (auto), JSON lines on stdout, or not at all")
+    parser.add_argument("--worker", action="store_true",
+                        help="run as the Blender add-on's worker: JSON lines on stdout, 'cancel' or EOF on stdin cancels")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="torch device for learned stages")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="folder for built models and caches")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    probe = commands.add_parser("probe", help="print a video's facts as JSON (decodes its first and last frames)")
+    probe.add_argument("video", help="video file")
+    probe.set_defaults(handler=_cmd_probe)
+
+    rec = commands.add_parser("reconstruct", help="run the reconstruction stages on a video into a capture folder")
+    rec.add_argument("video", help="phone video of a head")
+    rec.add_argument("-o", "--output", required=True, help="capture folder (new, empty, or one made from this video)")
+    rec.add_argument("--until", default=None, help="last stage to run")
+    rec.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun STAGE even if up to date")
+    rec.add_argument("--replace-source", action="store_true",
+                     help="allow re-pointing an existing capture at different video content")
+    rec.set_defaults(handler=_cmd_reconstruct)
+
+    status = commands.add_parser("status", help="show which stages of a capture are done, stale or pending")
+    status.add_argument("capture", help="capture folder")
+    status.set_defaults(handler=_cmd_status)
+
+    demo = commands.add_parser("demo", help="make the embedded demo clip and reconstruct it")
+    demo.add_argument("-o", "--output", default="demo_out", help="output folder (default: demo_out)")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _watch_stdin(token: CancelToken) -> None:
+    """Worker control channel: a 'cancel' line, or the parent closing the pipe, cancels the run."""
+    def watch() -> None:
+        for line in sys.stdin:
+            if line.strip() == "cancel":
+                token.cancel("cancelled by the user")
+                return
+        token.cancel("cancelled because the controlling process went away")
+
+    threading.Thread(target=watch, name="worker-stdin", daemon=True).start()
+
+
+def _install_signal_handlers(token: CancelToken) -> None:
+    """First Ctrl-C/SIGTERM cancels cleanly at the next progress update; a second one kills."""
+    def handler(signum: int, frame: Any) -> None:
+        token.cancel("cancelled by the user" if signum == signal.SIGINT else "cancelled (terminated)")
+        signal.signal(signum, signal.SIG_DFL)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(sig, handler)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cache_dir:
+        os.environ["STUDIO_AVATAR_CACHE"] = str(args.cache_dir)
+    mode = "jsonl" if args.worker else args.progress
+    token = CancelToken()
+    sink = {"jsonl": lambda: JsonLinesSink(sys.stdout), "none": NullSink}.get(mode, lambda: TextSink(sys.stderr))()
+    progress = Progress(sink, token)
+    _install_signal_handlers(token)
+    if args.worker:
+        _watch_stdin(token)
+    handler: Callable[[argparse.Namespace, Progress], dict[str, Any]] = args.handler
+    try:
+        result = handler(args, progress)
+    except StudioAvatarError as exc:
+        message = _one_line(exc)
+        if mode == "jsonl":
+            progress.emit("error", message=message, error=type(exc).__name__, exit_code=exc.exit_code)
+        print(f"{TOOL_NAME}: error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a bug: say so in one line; the traceback is for --debug and worker logs
+        message = _one_line(f"internal error: {type(exc).__name__}: {exc}")
+        if mode == "jsonl":
+            progress.emit("error", message=message, error=type(exc).__name__, exit_code=EXIT_INTERNAL)
+        if args.debug or args.worker:
+            traceback.print_exc()
+        print(f"{TOOL_NAME}: {message} (rerun with --debug for details)", file=sys.stderr)
+        return EXIT_INTERNAL
+    if mode == "jsonl":
+        progress.emit("result", data=result)
+    else:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run through core/launcher.py
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Default locations: the user cache. Nothing here creates files outside what the user chose."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache for built head models and other derived data (never inside the repo)."""
+    override = os.environ.get("STUDIO_AVATAR_CACHE")
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "studio-avatar" / "cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "studio-avatar"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio-avatar"

@@ -1,0 +1,293 @@
+"""The stage runner: skip what is up to date, write outputs atomically, resume after a crash or cancel.
+
+A :class:`Stage` declares its inputs (``"source"`` for the video, or files that
+earlier stages wrote), its outputs and a params dataclass. The runner
+
+* computes a key from the stage's name, version, params and input hashes and
+  skips the stage when the last run with that key is complete and its outputs
+  are intact (unchanged hash);
+* gives the stage a private staging folder to write into, and only after the
+  stage returns moves each output into the capture with ``os.replace``. A
+  crash, kill or cancel mid-stage leaves the previous complete outputs in
+  place and a manifest that says the stage did not finish, so the next run
+  redoes just that stage;
+* records params, input hashes, output hashes, library versions, times and
+  warnings in ``capture.json``.
+
+Stages must not write anywhere but ``ctx.output(...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .capture import Capture, library_versions, stat_signature, utc_now
+from .errors import Cancelled, StageError, StudioAvatarError
+from .hashing import json_sha256, path_sha256
+from .progress import Progress, StageProgress
+
+SOURCE = "source"
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Params of a stage that has none."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str                                  # unique stage id, also the key in capture.json
+    version: int                               # bump when a change alters the stage's outputs
+    run: Callable[["StageContext"], None]      # does the work; writes only through ctx.output()
+    outputs: tuple[str, ...]                   # capture-relative files, or folders ending in "/"
+    inputs: tuple[str, ...] = (SOURCE,)        # "source" or capture-relative outputs of earlier stages
+    params_type: type = NoParams               # frozen dataclass of the stage's parameters
+    description: str = ""                      # one line, shown in --help and the add-on
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    status: str                                # "done" or "skipped"
+    duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+class StageContext:
+    """What a running stage sees: its params, inputs, a staging area for outputs, progress."""
+
+    def __init__(self, stage: Stage, capture: Capture, params: Any, progress: StageProgress, staging: Path) -> None:
+        self.stage = stage
+        self.capture = capture
+        self.params = params
+        self.progress = progress
+        self.staging = staging
+        self.warnings: list[str] = []
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return self.capture.source
+
+    def input(self, relative: str) -> Path:
+        if relative not in self.stage.inputs:
+            raise StageError(f"stage {self.stage.name} reads {relative!r} but does not declare it as an input")
+        return self.capture.path(relative)
+
+    def output(self, relative: str) -> Path:
+        """Path in the staging area to write ``relative`` to (parent folders are created)."""
+        declared = any(
+            relative == out or (out.endswith("/") and relative.startswith(out)) for out in self.stage.outputs
+        )
+        if not declared:
+            raise StageError(f"stage {self.stage.name} writes {relative!r} but does not declare it as an output")
+        self.capture.path(relative)  # validates the name
+        target = self.staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.progress.warning(message)
+
+
+def params_to_dict(params: Any) -> dict[str, Any]:
+    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params or {})
+
+
+class Pipeline:
+    """An ordered list of stages run over one capture."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate stage names in {names}")
+        self.stages = list(stages)
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def get(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise StageError(f"unknown stage {name!r}; stages are: {', '.join(self.names())}")
+
+    def run(
+        self,
+        capture: Capture,
+        progress: Progress,
+        params: dict[str, Any] | None = None,
+        until: str | None = None,
+        force: Iterable[str] = (),
+    ) -> list[StageOutcome]:
+        """Run stages in order up to and including ``until``; ``force`` names stages to redo."""
+        params = params or {}
+        force = set(force)
+        for name in list(force) + list(params) + ([until] if until else []):
+            self.get(name)
+        last = self.names().index(until) if until else len(self.stages) - 1
+        outcomes = []
+        with capture.locked():
+            for stage in self.stages[: last + 1]:
+                stage_params = params.get(stage.name) or stage.params_type()
+                outcomes.append(run_stage(capture, stage, stage_params, progress, force=stage.name in force))
+        return outcomes
+
+    def status(self, capture: Capture) -> list[dict[str, Any]]:
+        """Per stage: pending, running, done, stale (outputs changed since), failed, cancelled or interrupted."""
+        someone_running = capture.is_locked()
+        rows = []
+        for stage in self.stages:
+            record = capture.stage_record(stage.name) or {}
+            state = record.get("status", "pending")
+            if state == "done" and not _outputs_intact(capture, record):
+                state = "stale"
+            elif state == "running" and not someone_running:
+                state = "interrupted"
+            rows.append({
+                "stage": stage.name,
+                "status": state,
+                "finished": record.get("finished"),
+                "duration_s": record.get("duration_s"),
+                "warnings": record.get("warnings", []),
+                "error": record.get("error"),
+            })
+        return rows
+
+
+def _input_hashes(capture: Capture, stage: Stage) -> dict[str, str]:
+    hashes = {}
+    for name in stage.inputs:
+        if name == SOURCE:
+            hashes[name] = capture.source["sha256"]
+            continue
+        path = capture.path(name)
+        if not path.exists():
+            raise StageError(f"stage {stage.name} needs {name}, which is missing; run the earlier stages first")
+        hashes[name] = _recorded_or_fresh_hash(capture, name, path)
+    return hashes
+
+
+def _recorded_or_fresh_hash(capture: Capture, relative: str, path: Path) -> str:
+    """An earlier stage recorded this output's hash; trust it while size and mtime are unchanged."""
+    for record in capture.manifest["stages"].values():
+        entry = record.get("outputs", {}).get(relative)
+        if entry and entry.get("signature") == stat_signature(path):
+            return entry["sha256"]
+    return path_sha256(path)
+
+
+def _outputs_intact(capture: Capture, record: dict[str, Any]) -> bool:
+    for relative, entry in record.get("outputs", {}).items():
+        path = capture.path(relative)
+        if not path.exists():
+            return False
+        if entry.get("signature") != stat_signature(path) and entry.get("sha256") != path_sha256(path):
+            return False
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _commit_outputs(capture: Capture, stage: Stage, staging: Path) -> dict[str, dict[str, str]]:
+    """Move staged outputs into the capture, each with one atomic rename, and describe them."""
+    committed = {}
+    for relative in stage.outputs:
+        name = relative.rstrip("/")
+        staged = staging / name
+        if not staged.exists():
+            raise StageError(f"stage {stage.name} finished without writing its output {relative}")
+        entry = {"sha256": path_sha256(staged)}
+        dest = capture.path(name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if staged.is_dir() and dest.exists():
+            # a folder cannot be renamed over a non-empty one: swap the old one out first
+            trash = staging.parent / f"{stage.name}.old"
+            _remove(trash)
+            os.replace(dest, trash)
+            os.replace(staged, dest)
+            _remove(trash)
+        else:
+            os.replace(staged, dest)
+        entry["signature"] = stat_signature(dest)
+        committed[name] = entry
+    return committed
+
+
+def run_stage(capture: Capture, stage: Stage, params: Any, progress: Progress, force: bool = False) -> StageOutcome:
+    """Run one stage unless it is up to date. The caller holds the capture lock."""
+    if not isinstance(params, stage.params_type):
+        raise TypeError(f"stage {stage.name} takes {stage.params_type.__name__}, not {type(params).__name__}")
+    params_dict = params_to_dict(params)
+    inputs = _input_hashes(capture, stage)
+    key = json_sha256({"stage": stage.name, "version": stage.version, "params": params_dict, "inputs": inputs})
+    previous = capture.stage_record(stage.name)
+    if not force and previous and previous.get("status") == "done" and previous.get("key") == key and _outputs_intact(capture, previous):
+        progress.emit("stage", stage=stage.name, status="skipped", duration_s=0.0)
+        return StageOutcome(stage.name, "skipped", warnings=list(previous.get("warnings", [])))
+
+    staging = capture.staging_root / stage.name
+    _remove(staging)  # leftovers of a crashed or killed run
+    staging.mkdir(parents=True)
+    record: dict[str, Any] = {
+        "status": "running",
+        "key": key,
+        "version": stage.version,
+        "params": params_dict,
+        "inputs": inputs,
+        "versions": library_versions(),
+        "started": utc_now(),
+        "pid": os.getpid(),
+        "warnings": [],
+    }
+    if previous and previous.get("status") == "done":
+        record["outputs"] = previous.get("outputs", {})  # still on disk until this run commits
+    capture.set_stage_record(stage.name, record)
+    progress.emit("stage", stage=stage.name, status="started")
+    tracker = progress.stage(stage.name)
+    ctx = StageContext(stage, capture, params, tracker, staging)
+    started = time.monotonic()
+
+    def finish(status: str, **extra: Any) -> None:
+        record.update(status=status, finished=utc_now(), duration_s=round(time.monotonic() - started, 3),
+                      warnings=ctx.warnings, **extra)
+        record.pop("pid", None)
+        _remove(staging)
+        _drop_empty_staging_root(capture)
+        capture.set_stage_record(stage.name, record)
+        progress.emit("stage", stage=stage.name, status=status, duration_s=record["duration_s"])
+
+    try:
+        tracker.update(0.0, "starting", force=True)
+        stage.run(ctx)
+        tracker.update(1.0, "writing outputs", force=True)
+        record["outputs"] = _commit_outputs(capture, stage, staging)
+    except Cancelled:
+        finish("cancelled")
+        raise
+    except StudioAvatarError as exc:
+        finish("failed", error=str(exc))
+        raise
+    except BaseException as exc:
+        finish("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        raise
+    finish("done")
+    return StageOutcome(stage.name, "done", record["duration_s"], list(ctx.warnings))
+
+
+def _drop_empty_staging_root(capture: Capture) -> None:
+    """Drop the staging root once no stage is using it, so finished captures stay tidy."""
+    root = capture.staging_root
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()

@@ -1,0 +1,19 @@
+"""Every Blender idname of the add-on in one place (operators, panels, property groups)."""
+
+OPERATOR_PREFIX = "studio_avatar"
+
+PROBE_VIDEO = "studio_avatar.probe_video"
+SELECT_VIDEO = "studio_avatar.select_video"
+CANCEL_JOB = "studio_avatar.cancel_job"
+
+PANEL_CAPTURE = "STUDIO_AVATAR_PT_capture"
+SIDEBAR_CATEGORY = "Studio Avatar"
+
+SCENE_PROPERTY = "studio_avatar"          # bpy.types.Scene.studio_avatar
+JOB_PROPERTY = "studio_avatar_job"        # bpy.types.WindowManager.studio_avatar_job
+
+
+def class_name(idname: str) -> str:
+    """Blender's class naming for an operator idname: studio_avatar.probe_video -> STUDIO_AVATAR_OT_probe_video."""
+    module, name = idname.split(".")
+    return f"{module.upper()}_OT_{name}"

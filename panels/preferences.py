@@ -1,0 +1,37 @@
+"""Add-on preferences: cache folder, device, worker interpreter."""
+
+import sys
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from .. import strings
+
+# the extension's root package: bl_ext.<repo>.studio_avatar inside Blender
+ADDON_PACKAGE = __package__.rpartition(".")[0]
+
+
+class STUDIO_AVATAR_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    cache_dir: StringProperty(name=strings.PREF_CACHE_DIR, description=strings.PREF_CACHE_DIR_TIP, subtype="DIR_PATH")
+    device: EnumProperty(name=strings.PREF_DEVICE, description=strings.PREF_DEVICE_TIP,
+                         items=strings.PREF_DEVICE_ITEMS, default="AUTO")
+    worker_python: StringProperty(name=strings.PREF_PYTHON, description=strings.PREF_PYTHON_TIP, subtype="FILE_PATH")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "cache_dir")
+        layout.prop(self, "device")
+        layout.prop(self, "worker_python")
+        info = layout.box().column(align=True)
+        cache = self.cache_dir or bpy.utils.extension_path_user(ADDON_PACKAGE, path="cache", create=False)
+        info.label(text=f"{strings.PREF_EFFECTIVE_CACHE}: {cache}", icon="FILE_FOLDER")
+        info.label(text=f"{strings.PREF_WORKER}: {self.worker_python or sys.executable}", icon="CONSOLE")
+        deps = bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=False)
+        info.label(text=f"{strings.PREF_DEPS_FOLDER}: {deps}", icon="PACKAGE")
+
+
+def get_preferences(context):
+    return context.preferences.addons[ADDON_PACKAGE].preferences

@@ -1,0 +1,20 @@
+"""Registers the add-on's Blender classes and scene/window-manager properties (imports bpy)."""
+
+import bpy
+
+from . import operators, panels, properties
+
+_CLASSES = (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES)
+
+
+def register():
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    properties.attach()
+
+
+def unregister():
+    operators.cancel_all_jobs()
+    properties.detach()
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
