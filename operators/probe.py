@@ -11,12 +11,13 @@ from .jobs import WorkerJobMixin
 VIDEO_GLOB = "*.mp4;*.mov;*.m4v;*.avi;*.mkv;*.webm;*.MP4;*.MOV"
 
 
-class STUDIO_AVATAR_OT_probe_video(WorkerJobMixin, bpy.types.Operator):
-    bl_idname = idnames.PROBE_VIDEO
-    bl_label = strings.PROBE_VIDEO
-    bl_description = strings.PROBE_VIDEO_TIP
-    bl_options = {"REGISTER"}
+class ProbeVideoMixin(WorkerJobMixin):
+    """Probe ``filepath`` (or the scene's video) in the worker and store the facts on the scene.
 
+    Registered operator classes must not be subclassed, so both operators share this mixin.
+    """
+
+    bl_options = {"REGISTER"}
     job_title = strings.PROBING
 
     filepath: StringProperty(name=strings.VIDEO_PATH, description=strings.VIDEO_PATH_TIP, subtype="FILE_PATH",
@@ -55,7 +56,13 @@ class STUDIO_AVATAR_OT_probe_video(WorkerJobMixin, bpy.types.Operator):
         return {"CANCELLED"}
 
 
-class STUDIO_AVATAR_OT_select_video(STUDIO_AVATAR_OT_probe_video):
+class STUDIO_AVATAR_OT_probe_video(ProbeVideoMixin, bpy.types.Operator):
+    bl_idname = idnames.PROBE_VIDEO
+    bl_label = strings.PROBE_VIDEO
+    bl_description = strings.PROBE_VIDEO_TIP
+
+
+class STUDIO_AVATAR_OT_select_video(ProbeVideoMixin, bpy.types.Operator):
     bl_idname = idnames.SELECT_VIDEO
     bl_label = strings.SELECT_VIDEO
     bl_description = strings.SELECT_VIDEO_TIP

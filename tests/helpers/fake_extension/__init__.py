@@ -1,0 +1,1 @@
+"""A stand-in extension whose worker only emits progress forever (tests the worker client's cancel/kill)."""

@@ -1,0 +1,88 @@
+"""The command-line tool as a user meets it: help, reconstruct/status/demo, refusals that lose nothing."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from studio_avatar.core.synth.clip import write_turning_head_clip
+
+
+def test_help_lists_the_commands(cli):
+    out = cli("--help")
+    assert out.returncode == 0
+    for command in ("probe", "reconstruct", "status", "demo"):
+        assert command in out.stdout
+
+
+def test_console_script_is_installed_in_the_venv():
+    script = Path(sys.prefix) / "bin" / "studio-avatar"
+    if not (Path(sys.prefix) / ".installed").exists():
+        pytest.skip("not running inside the Makefile-built .venv")
+    import subprocess
+
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("studio-avatar ")
+
+
+def test_reconstruct_writes_a_capture_then_skips_when_up_to_date(cli, clip_30, tmp_path):
+    capture = tmp_path / "anna"
+    first = cli("reconstruct", str(clip_30), "-o", str(capture))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["stages"][0]["status"] == "done"
+    manifest = json.loads((capture / "capture.json").read_text())
+    assert manifest["format"] == "studio-avatar-capture"
+    source = manifest["source"]
+    assert source["path"] == str(clip_30.resolve()) and source["frames"] == 30 and len(source["sha256"]) == 64
+    assert source["fps"] == 30.0 and (source["width"], source["height"], source["rotation_deg"]) == (320, 240, 0)
+    sheet = cv2.imread(str(capture / "preview" / "contact.png"))
+    assert sheet.shape == (2 * 180, 4 * 240, 3)
+    frames = json.loads((capture / "preview" / "preview.json").read_text())["frames"]
+    assert [f["index"] for f in frames] == [0, 4, 8, 12, 17, 21, 25, 29]
+
+    second = cli("reconstruct", str(clip_30), "-o", str(capture))
+    assert json.loads(second.stdout)["stages"][0]["status"] == "skipped"
+    assert "up to date" in second.stderr
+
+    status = json.loads(cli("status", str(capture)).stdout)
+    assert [(s["stage"], s["status"]) for s in status["stages"]] == [("preview", "done")]
+
+
+def test_capture_of_another_video_is_not_overwritten_without_asking(cli, clip_30, tmp_path):
+    capture = tmp_path / "cap"
+    assert cli("reconstruct", str(clip_30), "-o", str(capture)).returncode == 0
+    before = (capture / "preview" / "contact.png").read_bytes()
+    other = write_turning_head_clip(tmp_path / "other.mp4", frames=12, width=160, height=120)
+    refused = cli("reconstruct", str(other), "-o", str(capture))
+    assert refused.returncode == 2
+    assert "--replace-source" in refused.stderr and "Traceback" not in refused.stderr
+    assert (capture / "preview" / "contact.png").read_bytes() == before
+    replaced = cli("reconstruct", str(other), "-o", str(capture), "--replace-source")
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads((capture / "capture.json").read_text())["source"]["frames"] == 12
+
+
+def test_reconstruct_refuses_a_non_empty_foreign_folder(cli, clip_30, tmp_path):
+    folder = tmp_path / "Documents"
+    folder.mkdir()
+    (folder / "taxes.pdf").write_bytes(b"%PDF")
+    out = cli("reconstruct", str(clip_30), "-o", str(folder))
+    assert out.returncode == 2 and "not empty" in out.stderr
+    assert os.listdir(folder) == ["taxes.pdf"]
+
+
+def test_status_of_a_non_capture_is_a_clear_error(cli, tmp_path):
+    out = cli("status", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"studio-avatar: error: {tmp_path}: not a capture folder (no capture.json); run `studio-avatar reconstruct VIDEO -o {tmp_path}` first"
+
+
+def test_demo_produces_its_capture(cli, tmp_path):
+    out = cli("demo", "-o", str(tmp_path / "demo"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert Path(result["video"]).stat().st_size > 0
+    assert (Path(result["capture"]) / "preview" / "contact.png").exists()
