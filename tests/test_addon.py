@@ -141,3 +141,35 @@ def test_changing_the_video_clears_old_facts(scene_state, clip_30):
     assert scene_state.probe_status == "OK"
     scene_state.video_path = "/somewhere/else.mp4"
     assert scene_state.probe_status == "NONE"
+
+
+def test_status_bar_line_shows_stage_percent_and_eta(installed):
+    import importlib
+
+    jobs = importlib.import_module(f"{MODULE}.operators.jobs")
+    job = bpy.context.window_manager.studio_avatar_job
+    job.stage, job.fraction, job.message, job.eta_s = "preview", 0.25, "decoding frame 2/8", 95.0
+    assert jobs.status_line(job) == "Studio Avatar — preview: 25% decoding frame 2/8  ETA 1m35s"
+    job.eta_s = -1.0
+    assert jobs.status_line(job) == "Studio Avatar — preview: 25% decoding frame 2/8"
+
+
+def test_worker_settings_follow_the_preferences(installed, tmp_path):
+    import importlib
+    import os
+    import sys
+
+    jobs = importlib.import_module(f"{MODULE}.operators.jobs")
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    python, options, paths = jobs.worker_settings(bpy.context)
+    assert python == sys.executable and options[:2] == ["--device", "auto"]
+    cache = options[options.index("--cache-dir") + 1]
+    assert cache == bpy.utils.extension_path_user(MODULE, path="cache", create=False)  # the add-on's user folder
+    assert cache.startswith(os.environ["BLENDER_USER_RESOURCES"])
+    try:
+        prefs.device, prefs.cache_dir, prefs.worker_python = "CPU", str(tmp_path / "cache"), "/opt/py/bin/python3"
+        python, options, _ = jobs.worker_settings(bpy.context)
+        assert python == "/opt/py/bin/python3"
+        assert options == ["--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
+    finally:
+        prefs.device, prefs.cache_dir, prefs.worker_python = "AUTO", "", ""

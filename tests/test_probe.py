@@ -88,3 +88,33 @@ def test_worker_mode_reports_the_error_as_an_event(cli, tmp_path):
     assert events[-1]["type"] == "error"
     assert events[-1]["error"] == "VideoError"
     assert str(missing) in events[-1]["message"]
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_phone_rotation_is_reported_and_applied_when_decoding(cli, clip_30, tmp_path, degrees):
+    import cv2
+    from mp4_rotation import set_mp4_rotation
+
+    from studio_avatar.core.video import iter_frames_at
+
+    rotated = set_mp4_rotation(clip_30, tmp_path / f"portrait{degrees}.mp4", degrees)
+    facts = json.loads(cli("probe", str(rotated)).stdout)
+    assert facts["rotation_deg"] == degrees
+    assert (facts["width"], facts["height"]) == (320, 240)
+    swapped = degrees in (90, 270)
+    assert (facts["display_width"], facts["display_height"]) == ((240, 320) if swapped else (320, 240))
+
+    (_, _, raw), = iter_frames_at(clip_30, [7])
+    (_, _, upright), = iter_frames_at(rotated, [7])
+    code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}[degrees]
+    assert upright.shape == cv2.rotate(raw, code).shape
+    assert abs(upright.astype(int) - cv2.rotate(raw, code)).mean() < 1.0
+
+
+def test_decoding_downscales_large_frames_to_the_working_size(tmp_path):
+    from studio_avatar.core.video import iter_frames_at
+
+    big = write_turning_head_clip(tmp_path / "big.mp4", frames=3, width=1280, height=720)
+    (index, time_s, image), = iter_frames_at(big, [2], max_side=640)
+    assert (index, image.shape) == (2, (360, 640, 3))
+    assert time_s == pytest.approx(2 / 30, abs=1e-3)
