@@ -76,6 +76,26 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     }
 
 
+def _head_from_args(args: argparse.Namespace):
+    from .head.source import load_head
+
+    return load_head(args.flame, args.flame_uv, args.cache_dir, with_landmarks=not args.no_landmarks)
+
+
+def _cmd_head_info(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .head.source import describe
+
+    return describe(_head_from_args(args))
+
+
+def _cmd_head_export(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .head.obj_export import export_obj
+
+    model = _head_from_args(args)
+    path = export_obj(model, args.path)
+    return {"path": str(path.resolve()), "source": model.source, "vertices": model.num_vertices}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=TOOL_NAME,
@@ -107,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show which stages of a capture are done, stale or pending")
     status.add_argument("capture", help="capture folder")
     status.set_defaults(handler=_cmd_status)
+
+    head = commands.add_parser("head", help="inspect or export the head model (open head, or FLAME with --flame)")
+    head_commands = head.add_subparsers(dest="head_command", metavar="HEAD_COMMAND", required=True)
+    info = head_commands.add_parser("info", help="print the head model's facts as JSON")
+    info.add_argument("--json", action="store_true", help="JSON output (the default; kept for scripts)")
+    info.set_defaults(handler=_cmd_head_info)
+    export = head_commands.add_parser("export", help="write the neutral head as an OBJ with UVs")
+    export.add_argument("path", help="output .obj file")
+    export.set_defaults(handler=_cmd_head_export)
+    for sub in (info, export):
+        sub.add_argument("--flame", default=None, metavar="PKL", help="FLAME 2020/2023 model file (.pkl or .npz)")
+        sub.add_argument("--flame-uv", default=None, metavar="OBJ", help="FLAME UV template (.obj or .npz)")
+        sub.add_argument("--no-landmarks", action="store_true", help="skip the landmark embedding (faster first build)")
 
     demo = commands.add_parser("demo", help="make the embedded demo clip and reconstruct it")
     demo.add_argument("-o", "--output", default="demo_out", help="output folder (default: demo_out)")

@@ -1,0 +1,37 @@
+"""Choose the head model for a run: FLAME when the user gives a FLAME file, else the open head."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .model import HeadModel
+
+
+def load_head(flame_model: str | os.PathLike | None = None, flame_uv: str | os.PathLike | None = None,
+              cache_dir: str | os.PathLike | None = None, with_landmarks: bool = True) -> HeadModel:
+    if flame_model:
+        from .flame import load_flame
+
+        return load_flame(flame_model, uv_template_path=flame_uv)
+    from .open_head import get_open_head
+
+    return get_open_head(cache_dir, with_landmarks=with_landmarks)
+
+
+def describe(model: HeadModel) -> dict[str, Any]:
+    """What `studio-avatar head info` prints."""
+    return {
+        "source": model.source,
+        "vertices": model.num_vertices,
+        "faces": int(model.faces.shape[0]),
+        "polygons": int(model.polygons.shape[0]),
+        "joints": list(model.joint_names),
+        "joint_parents": list(model.joint_parents),
+        "shape_components": model.num_shape,
+        "expression_names": list(model.expression_names),
+        "uv_symmetric": bool(model.uv_symmetric),
+        "regions": {name: int(mask.sum()) for name, mask in sorted(model.regions.items())},
+        "landmarks": int(model.landmark_faces.shape[0]),
+        "landmark_report": model.metadata.get("landmarks"),
+    }
