@@ -5,6 +5,7 @@ OPERATOR_PREFIX = "studio_avatar"
 PROBE_VIDEO = "studio_avatar.probe_video"
 SELECT_VIDEO = "studio_avatar.select_video"
 CANCEL_JOB = "studio_avatar.cancel_job"
+ADD_HEAD = "studio_avatar.add_head"
 
 PANEL_CAPTURE = "STUDIO_AVATAR_PT_capture"
 SIDEBAR_CATEGORY = "Studio Avatar"

@@ -1,4 +1,4 @@
-"""Registers the add-on's Blender classes and scene/window-manager properties (imports bpy)."""
+"""Registers the add-on's Blender classes, menu entries and scene/window-manager properties (imports bpy)."""
 
 import bpy
 
@@ -11,10 +11,14 @@ def register():
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     properties.attach()
+    for menu, draw in operators.MENU_ENTRIES:
+        getattr(bpy.types, menu).append(draw)
 
 
 def unregister():
     operators.cancel_all_jobs()
+    for menu, draw in operators.MENU_ENTRIES:
+        getattr(bpy.types, menu).remove(draw)
     properties.detach()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

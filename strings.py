@@ -17,6 +17,19 @@ NO_VIDEO = "Choose a phone video of a head to begin"
 PROBING = "Reading video…"
 NOT_PROBED = "Not probed yet"
 
+# Add > Mesh > Studio Avatar Head
+ADD_HEAD = "Add Studio Avatar Head"
+ADD_HEAD_MENU = "Studio Avatar Head"
+ADD_HEAD_TIP = "Add a rigged head (armature, expression shape keys, separate eyes) in a new collection"
+HEAD_SOURCE = "Head Model"
+HEAD_SOURCE_TIP = "Which head model to build"
+HEAD_SOURCE_ITEMS = (
+    ("OPEN", "Open Head", "The open head built from CC0 MakeHuman assets (no download; built once and cached)"),
+    ("FLAME", "FLAME", "The FLAME model file set in the add-on preferences (licensed separately)"),
+)
+NUM_EXPRESSIONS = "Expressions"
+NUM_EXPRESSIONS_TIP = "How many expressions become shape keys (FLAME: the first N components); 0: all"
+
 # Facts
 FACT_RESOLUTION = "Resolution"
 FACT_FRAMES = "Frames"
@@ -39,6 +52,13 @@ PREF_PYTHON_TIP = (
     "Python interpreter that runs the pipeline worker (empty: Blender's own Python). "
     "Point it at a virtual environment that has the dependencies installed"
 )
+PREF_FLAME_MODEL = "FLAME Model"
+PREF_FLAME_MODEL_TIP = (
+    "The official FLAME 2020 or 2023 model file (e.g. generic_model.pkl or flame2023.pkl), "
+    "downloaded from flame.is.tue.mpg.de after accepting its license"
+)
+PREF_FLAME_UV = "FLAME UV Template"
+PREF_FLAME_UV_TIP = "FLAME's UV template (head_template.obj, or an .npz with vt and ft); empty: placeholder UVs"
 PREF_EFFECTIVE_CACHE = "Cache in use"
 PREF_DEPS_FOLDER = "Dependencies folder"
 PREF_WORKER = "Worker"
@@ -48,3 +68,7 @@ ERR_NO_VIDEO = "Choose a video file first"
 ERR_JOB_RUNNING = "A Studio Avatar job is already running; wait for it or cancel it"
 ERR_WORKER_DIED = "The worker stopped without a result (exit code {code}): {detail}"
 MSG_CANCELLED = "Cancelled"
+ERR_NO_FLAME = "Set the FLAME model file in the Studio Avatar preferences first (Edit > Preferences > Add-ons)"
+ERR_FLAME_MISSING = "FLAME model file not found: {path}; fix the path in the Studio Avatar preferences"
+ERR_MISSING_PACKAGE = "Building the head needs the Python package '{name}', which this Blender cannot import"
+MSG_HEAD_ADDED = "Added {name}: {vertices} vertices, {expressions} expression shape keys"

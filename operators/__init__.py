@@ -1,8 +1,10 @@
 """Blender operators: thin; they parse UI state, start core work in a worker and write results back."""
 
+from .head import MENU_ENTRIES, STUDIO_AVATAR_OT_add_head
 from .jobs import STUDIO_AVATAR_OT_cancel_job, cancel_all_jobs
 from .probe import STUDIO_AVATAR_OT_probe_video, STUDIO_AVATAR_OT_select_video
 
-CLASSES = (STUDIO_AVATAR_OT_probe_video, STUDIO_AVATAR_OT_select_video, STUDIO_AVATAR_OT_cancel_job)
+CLASSES = (STUDIO_AVATAR_OT_probe_video, STUDIO_AVATAR_OT_select_video, STUDIO_AVATAR_OT_cancel_job,
+           STUDIO_AVATAR_OT_add_head)
 
-__all__ = ["CLASSES", "cancel_all_jobs"]
+__all__ = ["CLASSES", "MENU_ENTRIES", "cancel_all_jobs"]

@@ -35,13 +35,18 @@ def job_state(context):
     return getattr(context.window_manager, idnames.JOB_PROPERTY)
 
 
+def cache_dir(context) -> str:
+    """The cache folder from the add-on preferences (empty there: the add-on's user folder)."""
+    prefs = get_preferences(context)
+    return bpy.path.abspath(prefs.cache_dir) if prefs.cache_dir else bpy.utils.extension_path_user(ADDON_PACKAGE, path="cache", create=True)
+
+
 def worker_settings(context):
     """Interpreter, global CLI options and import folders for the worker, from the add-on preferences."""
     prefs = get_preferences(context)
-    cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs.cache_dir else bpy.utils.extension_path_user(ADDON_PACKAGE, path="cache", create=True)
     deps_dir = bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=False)
     python = bpy.path.abspath(prefs.worker_python) if prefs.worker_python else sys.executable
-    options = ["--device", prefs.device.lower(), "--cache-dir", cache_dir]
+    options = ["--device", prefs.device.lower(), "--cache-dir", cache_dir(context)]
     return python, options, dependency_dirs(deps_dir)
 
 

@@ -1,4 +1,4 @@
-"""Add-on preferences: cache folder, device, worker interpreter."""
+"""Add-on preferences: cache folder, device, worker interpreter, FLAME model files."""
 
 import sys
 
@@ -18,6 +18,8 @@ class STUDIO_AVATAR_AP_preferences(bpy.types.AddonPreferences):
     device: EnumProperty(name=strings.PREF_DEVICE, description=strings.PREF_DEVICE_TIP,
                          items=strings.PREF_DEVICE_ITEMS, default="AUTO")
     worker_python: StringProperty(name=strings.PREF_PYTHON, description=strings.PREF_PYTHON_TIP, subtype="FILE_PATH")
+    flame_model_path: StringProperty(name=strings.PREF_FLAME_MODEL, description=strings.PREF_FLAME_MODEL_TIP, subtype="FILE_PATH")
+    flame_uv_path: StringProperty(name=strings.PREF_FLAME_UV, description=strings.PREF_FLAME_UV_TIP, subtype="FILE_PATH")
 
     def draw(self, context):
         layout = self.layout
@@ -25,6 +27,9 @@ class STUDIO_AVATAR_AP_preferences(bpy.types.AddonPreferences):
         layout.prop(self, "cache_dir")
         layout.prop(self, "device")
         layout.prop(self, "worker_python")
+        layout.separator()
+        layout.prop(self, "flame_model_path")
+        layout.prop(self, "flame_uv_path")
         info = layout.box().column(align=True)
         cache = self.cache_dir or bpy.utils.extension_path_user(ADDON_PACKAGE, path="cache", create=False)
         info.label(text=f"{strings.PREF_EFFECTIVE_CACHE}: {cache}", icon="FILE_FOLDER")

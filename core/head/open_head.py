@@ -422,7 +422,10 @@ def _layout_uvs(template, polygons, labels, mirror, regions):
 
     neck = majority(regions["neck"], skin)
     face = majority(regions["face"] | regions["ears"], skin & ~neck)
-    scalp = skin & ~neck & ~face
+    skin_island = np.where(neck, 1, np.where(face, 0, 2))
+    skin_island[~skin] = -1
+    skin_island = _merge_stray_fragments(skin_island, polygons)
+    face, neck, scalp = skin_island == 0, skin_island == 1, skin_island == 2
     left = centroid[:, 0] > 0
     half_masks = {
         "eye_cavity": labels == "eye_cavity.L",
@@ -478,6 +481,48 @@ def _layout_uvs(template, polygons, labels, mirror, regions):
     uv = np.concatenate(uv_rows)
     assert (polygon_uv >= 0).all()
     return uv, polygon_uv, report
+
+
+def _polygon_adjacency(polygons: np.ndarray) -> np.ndarray:
+    """Pairs (a, b) of polygons that share an edge."""
+    sides = np.concatenate([polygons[:, [k, (k + 1) % 4]] for k in range(4)])
+    owner = np.tile(np.arange(len(polygons)), 4)
+    key = np.sort(sides, 1)
+    order = np.lexsort((key[:, 1], key[:, 0]))
+    key, owner = key[order], owner[order]
+    same = (key[1:] == key[:-1]).all(1)
+    return np.stack([owner[:-1][same], owner[1:][same]], 1)
+
+
+def _merge_stray_fragments(island: np.ndarray, polygons: np.ndarray) -> np.ndarray:
+    """Make every island (label >= 0) one connected piece: smaller pieces join the neighbour they touch most."""
+    pairs = _polygon_adjacency(polygons)
+    island = island.copy()
+    while True:
+        same = pairs[island[pairs[:, 0]] == island[pairs[:, 1]]]
+        component = np.arange(len(island))
+        while True:
+            low = np.minimum(component[same[:, 0]], component[same[:, 1]])
+            updated = component.copy()
+            np.minimum.at(updated, same[:, 0], low)
+            np.minimum.at(updated, same[:, 1], low)
+            updated = updated[updated]
+            if np.array_equal(updated, component):
+                break
+            component = updated
+        changed = False
+        for label in np.unique(island[island >= 0]):
+            pieces, sizes = np.unique(component[island == label], return_counts=True)
+            for piece in pieces[sizes < sizes.max()]:
+                members = component == piece
+                border = pairs[members[pairs[:, 0]] ^ members[pairs[:, 1]]]
+                neighbours = island[np.where(members[border[:, 0]], border[:, 1], border[:, 0])]
+                neighbours = neighbours[neighbours >= 0]
+                if len(neighbours):
+                    island[members] = np.bincount(neighbours).argmax()
+                    changed = True
+        if not changed:
+            return island
 
 
 def _cut_neck_at_the_back(template, polygons, neck, mirror):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SUPERELLIPSE_POWER = 6.0  # boundary shape: 2 = ellipse, larger = closer to the box's rectangle
+SUPERELLIPSE_POWER = 3.0  # boundary shape: 2 = ellipse; larger fills the box better but flattens the sides, where triangles with three boundary corners would lose their area
 
 
 @dataclass(frozen=True)
@@ -103,24 +103,51 @@ def _mean_value_weights(points: np.ndarray, triangles: np.ndarray) -> tuple[np.n
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
-def embed_disk(points: np.ndarray, triangles: np.ndarray, boundary: np.ndarray, boundary_uv: np.ndarray) -> np.ndarray:
+def _vertex_stretch(points: np.ndarray, uv: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Per-vertex L2 texture stretch (Sander et al. 2001), averaged over incident triangles by 3D area."""
+    q, t = points[triangles], uv[triangles]
+    area_uv = signed_areas(uv, triangles)
+    area_3d = 0.5 * np.linalg.norm(np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]), axis=1)
+    s, v = t[..., 0], t[..., 1]
+    denom = 2.0 * np.maximum(area_uv, 1e-18)[:, None]
+    d_ds = (q[:, 0] * (v[:, 1] - v[:, 2])[:, None] + q[:, 1] * (v[:, 2] - v[:, 0])[:, None] + q[:, 2] * (v[:, 0] - v[:, 1])[:, None]) / denom
+    d_dt = (q[:, 0] * (s[:, 2] - s[:, 1])[:, None] + q[:, 1] * (s[:, 0] - s[:, 2])[:, None] + q[:, 2] * (s[:, 1] - s[:, 0])[:, None]) / denom
+    stretch_sq = 0.5 * ((d_ds ** 2).sum(1) + (d_dt ** 2).sum(1))
+    num = np.zeros(len(points))
+    den = np.zeros(len(points))
+    for k in range(3):
+        np.add.at(num, triangles[:, k], area_3d * stretch_sq)
+        np.add.at(den, triangles[:, k], area_3d)
+    return np.sqrt(num / np.maximum(den, 1e-30))
+
+
+def embed_disk(points: np.ndarray, triangles: np.ndarray, boundary: np.ndarray, boundary_uv: np.ndarray,
+               stretch_iterations: int = 4) -> np.ndarray:
     """Mean-value embedding of a disk (triangles over local vertex ids 0..n-1) with a pinned boundary.
 
-    Interior holes must already be closed by the caller (see :func:`close_holes`).
+    Then a few rounds of stretch reweighting (Yoshizawa et al. 2004): each
+    neighbour's weight is divided by its stretch, which gives squeezed parts
+    (ears, nostrils) more room while every weight stays positive, so the map
+    stays free of flips. Interior holes must already be closed by the caller
+    (see :func:`close_holes`).
     """
     n = len(points)
     rows, cols, vals = _mean_value_weights(points, triangles)
-    weights = np.zeros((n, n))
-    np.add.at(weights, (rows, cols), vals)
-    laplacian = np.diag(weights.sum(1)) - weights
     pinned = np.zeros(n, bool)
     pinned[boundary] = True
     free = np.flatnonzero(~pinned)
     uv = np.zeros((n, 2))
     uv[boundary] = boundary_uv
-    if len(free):
+    if not len(free):
+        return uv
+    for _ in range(stretch_iterations + 1):
+        weights = np.zeros((n, n))
+        np.add.at(weights, (rows, cols), vals)
+        laplacian = np.diag(weights.sum(1)) - weights
         rhs = -laplacian[np.ix_(free, boundary)] @ boundary_uv
         uv[free] = np.linalg.solve(laplacian[np.ix_(free, free)], rhs)
+        stretch = _vertex_stretch(points, uv, triangles)
+        vals = vals / np.clip(stretch / np.median(stretch), 0.1, 10.0)[cols]
     return uv
 
 
