@@ -282,9 +282,41 @@ def test_disabling_the_extension_removes_the_menu_entry(installed):
     assert addon_utils.check(MODULE)[1] and len(add_menu_entries()) == 1
 
 
+# -- the real open head -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def open_head_model():
+    from studio_avatar.core.head.open_head import build_open_head
+
+    return build_open_head()
+
+
+def test_open_head_in_blender_has_rig_52_shape_keys_and_posable_jaw(open_head_model, empty_scene):
+    built = build_head(open_head_model)
+    mesh, armature = built["mesh"], built["armature"]
+    keys = [key.name for key in mesh.data.shape_keys.key_blocks]
+    assert keys[0] == "Basis" and keys[1:] == open_head_model.expression_names and len(keys) == 53
+    assert sorted(bone.name for bone in armature.data.bones) == sorted(BONES)
+    assert sorted(eye.parent_bone for eye in built["eyes"]) == ["eye_L", "eye_R"]
+    total = len(mesh.data.vertices) + sum(len(eye.data.vertices) for eye in built["eyes"])
+    assert total == open_head_model.num_vertices
+
+    rest = evaluated_world_vertices(mesh)
+    jaw = armature.pose.bones["jaw"]
+    jaw.rotation_mode = "XYZ"
+    jaw.rotation_euler = (0.35, 0.0, 0.0)
+    posed = evaluated_world_vertices(mesh)
+    jaw.rotation_euler = (0.0, 0.0, 0.0)
+    index = model_index(mesh)
+    moved = np.linalg.norm(posed - rest, axis=1)
+    lips = open_head_model.regions["lips"][index]
+    crown = open_head_model.template_m[index, 1] > open_head_model.template_m[:, 1].max() - 0.03
+    assert moved[lips].max() > 0.005 and moved[crown].max() < 1e-6
+
+
 # -- rendering ----------------------------------------------------------------------------------
 
-def test_cycles_turntable_shows_the_head_from_four_sides(repo_root, tmp_path):
+def test_cycles_turntable_shows_the_open_head_from_four_sides(repo_root, tmp_path):
     env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     script = repo_root / "tests" / "helpers" / "render_head_turntable.py"
     result = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=180)
