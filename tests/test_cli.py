@@ -86,3 +86,34 @@ def test_demo_produces_its_capture(cli, tmp_path):
     result = json.loads(out.stdout)
     assert Path(result["video"]).stat().st_size > 0
     assert (Path(result["capture"]) / "preview" / "contact.png").exists()
+
+
+def test_head_info_builds_and_caches_the_open_head_with_landmarks(cli):
+    first = cli("head", "info", "--json", timeout=300)
+    assert first.returncode == 0, first.stderr
+    info = json.loads(first.stdout)
+    assert info["source"] == "open-head" and info["vertices"] == 4801 and info["uv_symmetric"] is True
+    assert info["joints"] == ["root", "neck", "jaw", "eye_left", "eye_right"] and len(info["expression_names"]) == 52
+    assert info["landmarks"] == 478 and info["landmark_consistency"]["views_detected"] >= 3
+    assert info["landmark_consistency"]["spread_mm"]["median"] < 5.0
+    again = cli("head", "info")
+    assert json.loads(again.stdout) == info   # served from the cache, same model
+
+
+def test_head_export_writes_an_obj_with_uvs(cli, tmp_path):
+    out = cli("head", "export", str(tmp_path / "head.obj"), "--no-landmarks", timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = (tmp_path / "head.obj").read_text().splitlines()
+    vertices = [l for l in lines if l.startswith("v ")]
+    faces = [l for l in lines if l.startswith("f ")]
+    assert len(vertices) == 4801 and len(faces) == 4730
+    assert {l for l in lines if l.startswith("g ")} == {"g skin", "g eye_left", "g eye_right", "g teeth", "g tongue"}
+    assert all(len(f.split()) == 5 and "/" in f for f in faces)   # quads with vertex/uv indices
+
+
+def test_head_with_a_bad_flame_file_is_a_clear_error(cli, tmp_path):
+    fake = tmp_path / "generic_model.pkl"
+    fake.write_text("not a pickle")
+    out = cli("head", "info", "--flame", str(fake))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert str(fake) in out.stderr and "FLAME" in out.stderr

@@ -48,7 +48,7 @@ NECK_BONES = ("neck01", "neck02", "neck03")
 # share of each neck bone's weight given to FLAME's "neck" joint (the rest goes to "root")
 NECK_BONE_TO_FLAME_NECK = {"neck01": 0.0, "neck02": 0.5, "neck03": 1.0}
 EAR_TARGET_SHARE = 0.95            # "ear": moved almost rigidly by MakeHuman's ear translation targets
-LIP_TARGET_SHARE = 0.35
+LIP_TARGET_SHARE = 0.5             # "lips": the vermilion that the lip volume targets inflate
 HAIRLINE_ABOVE_EYES_M = 0.075      # the face region ends this far above the eye centres
 
 
@@ -410,7 +410,7 @@ def _regions(polygons, labels, template, target_names, target_disp, neck_dominan
     eye_sockets = vertices_of(np.isin(labels, ["eye_cavity.L", "eye_cavity.R"]))
     ears = skin & moved_by(("ears/l-ear-trans", "ears/r-ear-trans"), EAR_TARGET_SHARE)
     neck = skin & neck_dominant & ~ears
-    lips = skin & moved_by(("mouth/mouth-lowerlip", "mouth/mouth-upperlip"), LIP_TARGET_SHARE) & ~neck
+    lips = skin & moved_by(("mouth/mouth-lowerlip-volume", "mouth/mouth-upperlip-volume"), LIP_TARGET_SHARE) & ~neck
     eye_centre_y = 0.5 * (template[eye_left, 1].mean() + template[eye_right, 1].mean())
     ear_front_z = template[ears, 2].max()
     face = skin & ~ears & ~neck & (template[:, 1] < eye_centre_y + HAIRLINE_ABOVE_EYES_M) & (template[:, 2] > ear_front_z)

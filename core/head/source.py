@@ -33,5 +33,20 @@ def describe(model: HeadModel) -> dict[str, Any]:
         "uv_symmetric": bool(model.uv_symmetric),
         "regions": {name: int(mask.sum()) for name, mask in sorted(model.regions.items())},
         "landmarks": int(model.landmark_faces.shape[0]),
-        "landmark_report": model.metadata.get("landmarks"),
+        "landmark_consistency": _landmark_summary(model.metadata.get("landmarks")),
+    }
+
+
+def _landmark_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The headline numbers of the landmark embedding report (the full report stays in head.json)."""
+    if not report:
+        return None
+    mirror = report.get("mirror", {})
+    return {
+        "views_detected": report.get("views_detected"),
+        "views": len(report.get("views", [])),
+        "spread_mm": report.get("spread_mm"),
+        "snap_distance_mm": report.get("snap_distance_mm"),
+        "mirror_mean_error_mm": mirror.get("mean_error_mm"),
+        "mirror_max_error_mm": mirror.get("max_error_mm"),
     }

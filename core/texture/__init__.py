@@ -1,0 +1,1 @@
+"""Texture stages and their shared tools: rasterization in screen and UV space, projection, fusion."""

@@ -1,0 +1,199 @@
+"""Vectorized triangle rasterization in torch, and the pinhole camera that feeds it.
+
+One core serves screen space and UV space. ``rasterize`` takes per-vertex
+``(x_px, y_px, depth)``: for a camera view that is ``project(vertices_m,
+camera)``; for a texture of ``size`` texels pass ``(u * size, (1 - v) * size,
+1)`` (a constant depth; visibility then falls to the lowest triangle index).
+
+Conventions:
+- Images: origin at the top-left corner, x to the right (columns), y down
+  (rows). Pixel (row r, column c) covers [c, c+1) x [r, r+1) and is sampled at
+  its centre (c + 0.5, r + 0.5). Edges are inclusive: a centre exactly on an
+  edge is covered (by the lower-index triangle where two share it).
+- Cameras follow OpenCV: in the camera frame x points right, y down and the
+  camera looks along its +z; world to camera is ``X_cam = R @ X_world + t``,
+  and a point projects to ``(fx X/Z + cx, fy Y/Z + cy)`` with depth ``Z``.
+- Triangles with a vertex at depth <= 0 (behind the camera) are dropped, not
+  clipped; degenerate (zero-area) triangles cover nothing.
+
+Visibility is hard (not differentiable in the positions); ``interpolate`` is
+differentiable in the attributes. This module knows nothing of head models,
+textures or capture folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EDGE_TOLERANCE = 1e-9       # barycentric slack (float64) so that shared edges leave no uncovered pixel centres
+
+
+@dataclass
+class PinholeCamera:
+    fx: float                 # focal length along x, pixels
+    fy: float                 # focal length along y, pixels
+    cx: float                 # principal point, pixels from the left edge (width / 2 when centred)
+    cy: float                 # principal point, pixels from the top edge (height / 2 when centred)
+    rotation: np.ndarray      # (3, 3) world-to-camera rotation R
+    translation: np.ndarray   # (3,) world-to-camera translation t (metres): X_cam = R X_world + t
+    width: int                # image width, pixels
+    height: int               # image height, pixels
+
+    @classmethod
+    def look_at(cls, eye_m: Any, target_m: Any, up: Any = (0.0, 1.0, 0.0), fov_y_deg: float = 30.0,
+                width: int = 512, height: int = 512) -> "PinholeCamera":
+        """A centred camera at ``eye_m`` looking at ``target_m``, with ``up`` pointing up in the image."""
+        eye, target = np.asarray(eye_m, np.float64), np.asarray(target_m, np.float64)
+        forward = target - eye
+        forward /= np.linalg.norm(forward)
+        right = np.cross(forward, np.asarray(up, np.float64))
+        norm = np.linalg.norm(right)
+        if norm < 1e-9:
+            raise ValueError("look_at: the up vector is parallel to the viewing direction; pass another up")
+        right /= norm
+        down = np.cross(forward, right)
+        rotation = np.stack([right, down, forward])
+        focal = 0.5 * height / np.tan(np.radians(fov_y_deg) / 2)
+        return cls(float(focal), float(focal), width / 2, height / 2, rotation, -rotation @ eye, width, height)
+
+
+@dataclass
+class RasterResult:
+    face_index: Any    # (H, W) long: visible triangle per pixel, -1 = background
+    barycentrics: Any  # (H, W, 3) weights of the triangle's corners at the pixel centre (zeros on background)
+    depth: Any         # (H, W) depth at the pixel centre (inf on background)
+
+    @property
+    def mask(self) -> Any:
+        """(H, W) bool: pixels covered by a triangle."""
+        return self.face_index >= 0
+
+
+def project(vertices_m: Any, camera: PinholeCamera) -> Any:
+    """(..., 3) world points -> (..., 3) ``[x_px, y_px, depth_m]`` for ``rasterize`` (differentiable)."""
+    import torch
+
+    points = torch.as_tensor(vertices_m)
+    assert points.shape[-1] == 3, f"project: points must be (..., 3), got {tuple(points.shape)}"
+    rotation = torch.as_tensor(camera.rotation, dtype=points.dtype, device=points.device)
+    translation = torch.as_tensor(camera.translation, dtype=points.dtype, device=points.device)
+    cam = points @ rotation.T + translation
+    depth = cam[..., 2]
+    return torch.stack([camera.fx * cam[..., 0] / depth + camera.cx, camera.fy * cam[..., 1] / depth + camera.cy, depth], -1)
+
+
+def rasterize(verts_px_depth: Any, faces: Any, height: int, width: int, perspective_correct: bool = True,
+              max_candidates: int = 1 << 22) -> RasterResult:
+    """Nearest-depth triangle per pixel with its barycentrics and depth.
+
+    verts_px_depth (V, 3): ``[x_px, y_px, depth]`` per vertex; faces (F, 3)
+    vertex indices. With ``perspective_correct`` the barycentrics and depth
+    are interpolated as a pinhole camera sees them (1 / depth is linear on
+    screen); without, linearly on screen. Every triangle is cut into pixel
+    rows, each row into its run of covered pixel centres (at most
+    ``max_candidates`` pixels per batch of runs), and a scatter-min depth
+    buffer keeps the nearest. Barycentrics and depth come back in float32
+    precision (in the dtype of ``verts_px_depth``).
+    """
+    import torch
+
+    verts = torch.as_tensor(verts_px_depth)
+    assert verts.ndim == 2 and verts.shape[1] == 3, f"rasterize: verts must be (V, 3) [x_px, y_px, depth], got {tuple(verts.shape)}"
+    faces = torch.as_tensor(faces, device=verts.device).long()
+    assert faces.ndim == 2 and faces.shape[1] == 3, f"rasterize: faces must be (F, 3), got {tuple(faces.shape)}"
+    assert height > 0 and width > 0, f"rasterize: image size must be positive, got {height}x{width}"
+    device, out_dtype = verts.device, (verts.dtype if verts.is_floating_point() else torch.float32)
+
+    corners = verts.detach().to(torch.float64)[faces]                        # (F, 3 corners, 3)
+    valid = torch.isfinite(corners).all(dim=(1, 2)) & (corners[:, :, 2] > 0).all(dim=1)
+    corners = torch.where(valid[:, None, None], corners, torch.ones_like(corners))
+    x, y, z = corners.unbind(-1)                                             # (F, 3) each
+    origin_x, origin_y = x[:, 0].clone(), y[:, 0].clone()                    # edge functions relative to corner 0:
+    x, y = x - origin_x[:, None], y - origin_y[:, None]                      # small numbers, exact shared edges
+    area2 = x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1]
+    valid &= area2.abs() > 1e-12
+    area2 = torch.where(valid, area2, torch.ones_like(area2))
+    # barycentric of corner i at (px, py): a_i px + b_i py + c_i (edge function of the opposite edge j -> k)
+    j, k = [1, 2, 0], [2, 0, 1]
+    coef_a = (y[:, j] - y[:, k]) / area2[:, None]
+    coef_b = (x[:, k] - x[:, j]) / area2[:, None]
+    coef_c = (x[:, j] * y[:, k] - x[:, k] * y[:, j]) / area2[:, None]
+
+    # rows of pixel centres each triangle spans, then per (triangle, row) the exact run of covered columns:
+    # every edge function a x + b y + c >= 0 bounds x from one side on that row
+    row_lo = torch.ceil(y.min(1).values + origin_y - 0.5).clamp(0, height)
+    row_hi = torch.floor(y.max(1).values + origin_y - 0.5).clamp(-1, height - 1)
+    rows_per_tri = (row_hi - row_lo + 1).clamp_min(0).long() * valid
+    span_tri = torch.repeat_interleave(torch.arange(len(faces), device=device), rows_per_tri)
+    span_row = row_lo[span_tri] + (torch.arange(span_tri.shape[0], device=device)
+                                   - torch.repeat_interleave(torch.cumsum(rows_per_tri, 0) - rows_per_tri, rows_per_tri))
+    a, b, c = coef_a[span_tri], coef_b[span_tri], coef_c[span_tri]               # (S, 3)
+    span_x0, span_y = origin_x[span_tri], span_row + 0.5 - origin_y[span_tri]
+    rest = b * span_y[:, None] + c + EDGE_TOLERANCE                            # edge function minus a x
+    bound = -rest / torch.where(a == 0, torch.ones_like(a), a)
+    x_lo = torch.where(a > 0, bound, torch.full_like(bound, -float("inf"))).max(1).values + span_x0
+    x_hi = torch.where(a < 0, bound, torch.full_like(bound, float("inf"))).min(1).values + span_x0
+    open_row = torch.where(a == 0, rest >= 0, torch.ones_like(rest, dtype=torch.bool)).all(1)
+    col_lo = torch.ceil(x_lo - 0.5).clamp(0, width)
+    col_hi = torch.floor(x_hi - 0.5).clamp(-1, width - 1)
+    run = (col_hi - col_lo + 1).clamp_min(0).long() * open_row
+    # per run, in float64 then float32: barycentrics at its first pixel centre, their step to the next
+    # column, and the triangle's corner depths (inverted for perspective interpolation)
+    start = a * (col_lo + 0.5 - span_x0)[:, None] + b * span_y[:, None] + c
+    table = torch.cat([start, a, 1.0 / z[span_tri] if perspective_correct else z[span_tri]], 1).float()
+    first_pixel = (span_row * width + col_lo).long()
+
+    depth_buf = torch.full((height * width,), float("inf"), device=device)
+    face_buf = torch.full((height * width,), -1, dtype=torch.long, device=device)
+    bary_buf = torch.zeros(height * width, 3, device=device)
+
+    live = torch.nonzero(run).squeeze(1)
+    batch_of = torch.div(torch.cumsum(run[live], 0) - run[live], max_candidates, rounding_mode="floor")
+    for batch in torch.split(live, torch.unique_consecutive(batch_of, return_counts=True)[1].tolist()):
+        per_run = run[batch]
+        span = torch.repeat_interleave(batch, per_run)                          # run of each covered pixel
+        step = torch.arange(span.shape[0], device=device) - torch.repeat_interleave(torch.cumsum(per_run, 0) - per_run, per_run)
+        coef = table[span]                                                      # (N, 9)
+        bary = torch.addcmul(coef[:, 0:3], coef[:, 3:6], step[:, None].float()).clamp_min(0)
+        bary = bary / bary.sum(1, keepdim=True)
+        owner, pixel = span_tri[span], first_pixel[span] + step
+        if perspective_correct:
+            over_depth = bary * coef[:, 6:9]
+            depth = 1.0 / over_depth.sum(1)
+            bary = over_depth * depth[:, None]
+        else:
+            depth = (bary * coef[:, 6:9]).sum(1)
+
+        nearest = torch.full_like(depth_buf, float("inf")).scatter_reduce(0, pixel, depth, "amin")
+        wins = (depth == nearest[pixel]) & (depth < depth_buf[pixel])
+        owner, bary, pixel, depth = owner[wins], bary[wins], pixel[wins], depth[wins]
+        first = torch.full_like(face_buf, torch.iinfo(torch.long).max).scatter_reduce(0, pixel, owner, "amin")
+        unique = owner == first[pixel]                                         # ties: lowest triangle index
+        pixel = pixel[unique]
+        depth_buf[pixel], face_buf[pixel], bary_buf[pixel] = depth[unique], owner[unique], bary[unique]
+
+    return RasterResult(
+        face_index=face_buf.view(height, width),
+        barycentrics=bary_buf.view(height, width, 3).to(out_dtype),
+        depth=depth_buf.view(height, width).to(out_dtype),
+    )
+
+
+def interpolate(attr: Any, faces: Any, result: RasterResult) -> Any:
+    """(V, C) per-vertex attributes -> (H, W, C) image through ``result``; zeros on background."""
+    import torch
+
+    attr = torch.as_tensor(attr)
+    assert attr.ndim == 2, f"interpolate: attributes must be (V, C), got {tuple(attr.shape)}"
+    faces = torch.as_tensor(faces, device=attr.device).long()
+    assert faces.ndim == 2 and faces.shape[1] == 3, f"interpolate: faces must be (F, 3), got {tuple(faces.shape)}"
+    height, width = result.face_index.shape
+    mask = result.mask
+    corners = faces[result.face_index[mask]]                                 # (N, 3)
+    weights = result.barycentrics[mask].to(attr.dtype)
+    out = torch.zeros(height, width, attr.shape[1], dtype=attr.dtype, device=attr.device)
+    out[mask] = torch.einsum("nk,nkc->nc", weights, attr[corners])
+    return out
