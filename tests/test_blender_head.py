@@ -240,6 +240,24 @@ def test_add_head_builds_the_open_head_at_the_cursor(open_head_calls):
     assert {obj.name for obj in bpy.context.selected_objects} == {"Studio Avatar Head", "Studio Avatar Head Rig", "Eye_L", "Eye_R"}
 
 
+def test_add_head_creates_the_full_open_head(installed, empty_scene, monkeypatch, open_head_model):
+    fake = types.ModuleType(f"{MODULE}.core.head.open_head")
+    fake.get_open_head = lambda cache_dir=None: open_head_model
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.delattr(importlib.import_module(f"{MODULE}.core.head"), "open_head", raising=False)
+    assert bpy.ops.studio_avatar.add_head() == {"FINISHED"}
+    mesh = bpy.context.view_layer.objects.active
+    assert len(mesh.data.shape_keys.key_blocks) == 53
+    rig = mesh.parent
+    assert rig.type == "ARMATURE" and sorted(b.name for b in rig.data.bones) == sorted(BONES)
+    eyes = [obj for obj in bpy.context.selected_objects if obj.name.startswith("Eye_")]
+    assert len(eyes) == 2 and all(eye.parent == rig for eye in eyes)
+    before = evaluated_world_vertices(mesh)
+    rig.pose.bones["jaw"].rotation_mode = "XYZ"
+    rig.pose.bones["jaw"].rotation_euler = (0.3, 0.0, 0.0)
+    assert np.linalg.norm(evaluated_world_vertices(mesh) - before, axis=1).max() > 0.005
+
+
 def test_add_head_reports_a_broken_head_model(open_head_calls):
     error = importlib.import_module(f"{MODULE}.core.head.model").HeadModelError
 
