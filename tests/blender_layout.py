@@ -6,6 +6,8 @@ operators must be registered and their assigned properties must exist, icons
 must be valid icon names. Calls are recorded so tests can assert what was drawn.
 """
 
+import contextlib
+
 import bpy
 
 _LAYOUT_RNA = bpy.types.UILayout.bl_rna
@@ -92,3 +94,25 @@ class DrawSelf:
 
     def __getattr__(self, name):
         return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def installed_extension(extension_zip, repo_name, directory):
+    """Install the built zip into a new, isolated user repository and enable it; undo on exit.
+
+    Yields the add-on's module name (``bl_ext.<repo>.studio_avatar``).
+    """
+    import addon_utils
+
+    module = f"bl_ext.{repo_name}.studio_avatar"
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    repos = bpy.context.preferences.extensions.repos
+    repo = repos.new(name=repo_name, module=repo_name, custom_directory=str(directory), source="USER")
+    bpy.ops.extensions.package_install_files(filepath=str(extension_zip), repo=repo_name, enable_on_install=True)
+    # the operator reports FINISHED even when the install failed: check the add-on itself
+    assert addon_utils.check(module)[1], "the extension did not enable"
+    try:
+        yield module
+    finally:
+        addon_utils.disable(module)
+        repos.remove(repo)

@@ -6,7 +6,7 @@ import zipfile
 import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
 import addon_utils
 import pytest
-from blender_layout import DrawSelf, RecordingLayout, operator_rna
+from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
 from build_extension import build, validate
 
 from studio_avatar.core.synth.clip import write_turning_head_clip
@@ -22,16 +22,9 @@ def extension_zip(repo_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def installed(extension_zip, tmp_path_factory):
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    repo_dir = tmp_path_factory.mktemp("extensions")
-    repos = bpy.context.preferences.extensions.repos
-    repo = repos.new(name="test_repo", module="test_repo", custom_directory=str(repo_dir), source="USER")
-    bpy.ops.extensions.package_install_files(filepath=str(extension_zip), repo="test_repo", enable_on_install=True)
-    # the operator reports FINISHED even when the install failed: check the add-on itself
-    assert addon_utils.check(MODULE)[1], "the extension did not enable"
-    yield MODULE
-    addon_utils.disable(MODULE)
-    repos.remove(repo)
+    with installed_extension(extension_zip, "test_repo", tmp_path_factory.mktemp("extensions")) as module:
+        assert module == MODULE
+        yield module
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from blender_layout import DrawSelf, RecordingLayout, operator_rna
+from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
 from build_extension import build
 from mathutils import Matrix
 from synthetic_head import make_synthetic_head
@@ -195,14 +195,9 @@ def test_polygons_joining_an_eye_to_the_head_are_refused(model, empty_scene):
 @pytest.fixture(scope="module")
 def installed(repo_root, tmp_path_factory):
     extension_zip = build(tmp_path_factory.mktemp("dist"), repo_root)
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    repos = bpy.context.preferences.extensions.repos
-    repo = repos.new(name="head_repo", module="head_repo", custom_directory=str(tmp_path_factory.mktemp("ext")), source="USER")
-    bpy.ops.extensions.package_install_files(filepath=str(extension_zip), repo="head_repo", enable_on_install=True)
-    assert addon_utils.check(MODULE)[1], "the extension did not enable"
-    yield MODULE
-    addon_utils.disable(MODULE)
-    repos.remove(repo)
+    with installed_extension(extension_zip, "head_repo", tmp_path_factory.mktemp("ext")) as module:
+        assert module == MODULE
+        yield module
 
 
 @pytest.fixture

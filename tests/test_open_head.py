@@ -33,18 +33,30 @@ def test_builds_quickly_and_bit_identically(built, tmp_path):
 
 
 def _components(polygons: np.ndarray, mask: np.ndarray) -> int:
-    pairs = open_head._polygon_adjacency(polygons)
-    keep = pairs[mask[pairs[:, 0]] & mask[pairs[:, 1]]]
-    component = np.arange(len(polygons))
-    while True:
-        low = np.minimum(component[keep[:, 0]], component[keep[:, 1]])
-        updated = component.copy()
-        np.minimum.at(updated, keep[:, 0], low)
-        np.minimum.at(updated, keep[:, 1], low)
-        updated = updated[updated]
-        if np.array_equal(updated, component):
-            return len(np.unique(component[mask])) if mask.any() else 0
-        component = updated
+    """Connected pieces of the masked polygons (sharing an edge), by breadth-first search."""
+    by_edge: dict[tuple[int, int], list[int]] = {}
+    members = np.flatnonzero(mask)
+    for p in members:
+        ring = [v for v in polygons[p] if v >= 0]
+        for a, b in zip(ring, ring[1:] + ring[:1]):
+            by_edge.setdefault((min(a, b), max(a, b)), []).append(int(p))
+    neighbours: dict[int, set[int]] = {int(p): set() for p in members}
+    for owners in by_edge.values():
+        for p in owners:
+            neighbours[p].update(owners)
+    seen, pieces = set(), 0
+    for start in neighbours:
+        if start in seen:
+            continue
+        pieces += 1
+        queue = [start]
+        seen.add(start)
+        while queue:
+            for q in neighbours[queue.pop()]:
+                if q not in seen:
+                    seen.add(q)
+                    queue.append(q)
+    return pieces
 
 
 def test_one_connected_skin_surface_plus_eyes_teeth_tongue(head):
