@@ -69,10 +69,15 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     if not video.exists():
         write_turning_head_clip(video, frames=90, width=640, height=480, fps=30.0)
     capture, outcomes = reconstruct(video, out / "capture", progress)
+    from .head.obj_export import export_obj
+    from .head.source import load_head
+
+    head_obj = export_obj(load_head(cache_dir=args.cache_dir), out / "head.obj")
     return {
         "video": str(video.resolve()),
         "capture": str(capture.root.resolve()),
         "stages": [{"stage": o.name, "status": o.status} for o in outcomes],
+        "head": str(head_obj.resolve()),
     }
 
 
@@ -141,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--flame-uv", default=None, metavar="OBJ", help="FLAME UV template (.obj or .npz)")
         sub.add_argument("--no-landmarks", action="store_true", help="skip the landmark embedding (faster first build)")
 
-    demo = commands.add_parser("demo", help="make the embedded demo clip and reconstruct it")
+    demo = commands.add_parser("demo", help="make the embedded demo clip, reconstruct it, and export the head model")
     demo.add_argument("-o", "--output", default="demo_out", help="output folder (default: demo_out)")
     demo.set_defaults(handler=_cmd_demo)
     return parser

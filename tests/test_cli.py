@@ -81,11 +81,12 @@ def test_status_of_a_non_capture_is_a_clear_error(cli, tmp_path):
 
 
 def test_demo_produces_its_capture(cli, tmp_path):
-    out = cli("demo", "-o", str(tmp_path / "demo"))
+    out = cli("demo", "-o", str(tmp_path / "demo"), timeout=300)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert Path(result["video"]).stat().st_size > 0
     assert (Path(result["capture"]) / "preview" / "contact.png").exists()
+    assert sum(line.startswith("v ") for line in Path(result["head"]).read_text().splitlines()) == 4801
 
 
 def test_head_info_builds_and_caches_the_open_head_with_landmarks(cli):

@@ -36,7 +36,7 @@ class HeadModelError(StudioAvatarError):
 
 @dataclass
 class HeadModel:
-    source: str                           # "open-head", "flame2020", "flame2023", or "synthetic" (tests)
+    source: str                           # "open-head", "flame2020", "flame2023", "flame" (version unknown), "synthetic"
     template_m: np.ndarray                # (V, 3) float32 rest vertices, metres
     faces: np.ndarray                     # (F, 3) int32 triangles (what torch and rasterizers use)
     polygons: np.ndarray                  # (P, 4) int32 quads for Blender; triangles have -1 as 4th index
