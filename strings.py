@@ -20,6 +20,7 @@ NOT_PROBED = "Not probed yet"
 # Add > Mesh > Studio Avatar Head
 ADD_HEAD = "Add Studio Avatar Head"
 ADD_HEAD_MENU = "Studio Avatar Head"
+PREPARING_HEAD = "Preparing the head model"
 ADD_HEAD_TIP = "Add a rigged head (armature, expression shape keys, separate eyes) in a new collection"
 HEAD_SOURCE = "Head Model"
 HEAD_SOURCE_TIP = "Which head model to build"
@@ -70,5 +71,8 @@ ERR_WORKER_DIED = "The worker stopped without a result (exit code {code}): {deta
 MSG_CANCELLED = "Cancelled"
 ERR_NO_FLAME = "Set the FLAME model file in the Studio Avatar preferences first (Edit > Preferences > Add-ons)"
 ERR_FLAME_MISSING = "FLAME model file not found: {path}; fix the path in the Studio Avatar preferences"
-ERR_MISSING_PACKAGE = "Building the head needs the Python package '{name}', which this Blender cannot import"
+ERR_MISSING_PACKAGE = (
+    "Building the head needs the Python package '{name}' in Blender's Python; "
+    "install the dependencies as the README says (they go into the add-on's site-packages folder)"
+)
 MSG_HEAD_ADDED = "Added {name}: {vertices} vertices, {expressions} expression shape keys"

@@ -88,9 +88,14 @@ def _head_from_args(args: argparse.Namespace):
 
 
 def _cmd_head_info(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from .head.source import describe
+    from .head.model import HeadModel
+    from .head.source import cached_head_folder, describe
 
-    return describe(_head_from_args(args))
+    stage = progress.stage("head")
+    stage.update(0.0, "preparing the head model (the first time takes a few seconds)", force=True)
+    folder = cached_head_folder(args.flame, args.flame_uv, args.cache_dir, with_landmarks=not args.no_landmarks)
+    stage.update(1.0, "head model ready", force=True)
+    return {**describe(HeadModel.load(folder)), "cache_folder": str(folder)}
 
 
 def _cmd_head_export(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""Add > Mesh > Studio Avatar Head: load a head model (open head or FLAME) and build it in the scene.
+"""Add > Mesh > Studio Avatar Head: prepare a head model in the worker, then build it in the scene.
 
-Thin: it reads the preferences, asks ``core.head`` for the model and
-``core.blender.head`` to build it, then places and selects the result. The
-model loaders are imported when the operator runs, so registering the add-on
-stays cheap and a missing loader dependency becomes a reported error.
+Thin: the worker process (``studio-avatar head info``) builds or loads the
+model (open head or FLAME; torch, mediapipe and the model sources stay out of
+Blender's UI process) and caches it; this operator reads the cached folder with
+``HeadModel.load`` (numpy + safetensors), asks ``core.blender.head`` to build it,
+then places and selects the result.
 """
 
 import os
@@ -15,14 +16,16 @@ from .. import idnames, strings
 from ..core.blender.head import build_head
 from ..core.errors import InputError, StudioAvatarError
 from ..panels.preferences import get_preferences
-from .jobs import cache_dir
+from .jobs import WorkerJobMixin
 
 
-class STUDIO_AVATAR_OT_add_head(bpy.types.Operator):
+class STUDIO_AVATAR_OT_add_head(WorkerJobMixin, bpy.types.Operator):
     bl_idname = idnames.ADD_HEAD
     bl_label = strings.ADD_HEAD
     bl_description = strings.ADD_HEAD_TIP
     bl_options = {"REGISTER", "UNDO"}
+
+    job_title = strings.PREPARING_HEAD
 
     source: EnumProperty(name=strings.HEAD_SOURCE, description=strings.HEAD_SOURCE_TIP,
                          items=strings.HEAD_SOURCE_ITEMS, default="OPEN")
@@ -34,49 +37,64 @@ class STUDIO_AVATAR_OT_add_head(bpy.types.Operator):
         return context.mode == "OBJECT"
 
     def execute(self, context):
-        wm = context.window_manager
-        wm.progress_begin(0, 2)
         try:
-            model = self.load_model(context)
-            wm.progress_update(1)
-            built = build_head(model, collection=context.collection, num_expressions=self.num_expressions or None)
+            args = ["head", "info", *self.flame_arguments(context)]
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self._scene_name = context.scene.name
+        self._collection_name = context.collection.name
+        return self.run_job(context, args)
+
+    def flame_arguments(self, context):
+        if self.source != "FLAME":
+            return []
+        prefs = get_preferences(context)
+        if not prefs.flame_model_path:
+            raise InputError(strings.ERR_NO_FLAME)
+        model_path = bpy.path.abspath(prefs.flame_model_path)
+        if not os.path.isfile(model_path):
+            raise InputError(strings.ERR_FLAME_MISSING.format(path=model_path))
+        args = ["--flame", model_path]
+        if prefs.flame_uv_path:
+            args += ["--flame-uv", bpy.path.abspath(prefs.flame_uv_path)]
+        return args
+
+    def job_finished(self, context, worker):
+        if not worker.succeeded:
+            if worker.cancel_requested:
+                self.report({"WARNING"}, strings.MSG_CANCELLED)
+            else:
+                self.report({"ERROR"}, worker.error_message())
+            return {"CANCELLED"}
+        from ..core.head.model import HeadModel
+
+        scene = bpy.data.scenes.get(self._scene_name) or context.scene
+        collection = bpy.data.collections.get(self._collection_name) or scene.collection
+        try:
+            model = HeadModel.load(worker.result["cache_folder"])
+            built = build_head(model, collection=collection, num_expressions=self.num_expressions or None)
         except StudioAvatarError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        except ImportError as exc:  # a dependency of the model loaders missing from this Blender's Python
+        except ImportError as exc:  # safetensors missing from this Blender's Python
             self.report({"ERROR"}, strings.ERR_MISSING_PACKAGE.format(name=exc.name))
             return {"CANCELLED"}
-        finally:
-            wm.progress_end()
 
-        built["armature"].location = context.scene.cursor.location
-        for obj in context.selected_objects:
+        built["armature"].location = scene.cursor.location
+        view_layer = context.view_layer
+        for obj in view_layer.objects:
             obj.select_set(False)
         new_objects = (built["armature"], built["mesh"], *built["eyes"])
         for obj in new_objects:
             obj.select_set(True)
-        context.view_layer.objects.active = built["mesh"]
+        view_layer.objects.active = built["mesh"]
         keys = built["mesh"].data.shape_keys
         self.report({"INFO"}, strings.MSG_HEAD_ADDED.format(
             name=built["mesh"].name, vertices=sum(len(obj.data.vertices) for obj in new_objects[1:]),
             expressions=len(keys.key_blocks) - 1 if keys else 0))
         return {"FINISHED"}
 
-    def load_model(self, context):
-        if self.source == "FLAME":
-            prefs = get_preferences(context)
-            if not prefs.flame_model_path:
-                raise InputError(strings.ERR_NO_FLAME)
-            model_path = bpy.path.abspath(prefs.flame_model_path)
-            if not os.path.isfile(model_path):
-                raise InputError(strings.ERR_FLAME_MISSING.format(path=model_path))
-            from ..core.head.flame import load_flame
-
-            uv_path = bpy.path.abspath(prefs.flame_uv_path) if prefs.flame_uv_path else None
-            return load_flame(model_path, uv_template_path=uv_path, num_expression=self.num_expressions or None)
-        from ..core.head import open_head
-
-        return open_head.get_open_head(cache_dir(context))
 
 def draw_add_menu(self, context):
     """Entry in View3D > Add > Mesh."""

@@ -6,7 +6,7 @@ import importlib
 import os
 import subprocess
 import sys
-import types
+from pathlib import Path
 
 import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
 import addon_utils
@@ -200,17 +200,6 @@ def installed(repo_root, tmp_path_factory):
         yield module
 
 
-@pytest.fixture
-def open_head_calls(installed, empty_scene, monkeypatch):
-    """Replace the installed add-on's open head with the synthetic one; records the cache folders asked for."""
-    calls = []
-    fake = types.ModuleType(f"{MODULE}.core.head.open_head")
-    fake.get_open_head = lambda cache_dir=None: calls.append(cache_dir) or make_synthetic_head()
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    monkeypatch.delattr(importlib.import_module(f"{MODULE}.core.head"), "open_head", raising=False)
-    return calls
-
-
 def add_menu_entries():
     return [draw for draw in getattr(bpy.types.VIEW3D_MT_mesh_add.draw, "_draw_funcs", ()) if draw.__module__.startswith(MODULE)]
 
@@ -224,44 +213,42 @@ def test_add_head_is_registered_in_the_add_mesh_menu(installed):
     assert layout.calls == [("operator", "studio_avatar.add_head", "Studio Avatar Head")]
 
 
-def test_add_head_builds_the_open_head_at_the_cursor(open_head_calls):
+def test_add_head_builds_the_open_head_at_the_cursor(installed, empty_scene):
+    """The real path: the worker builds and caches the open head, the operator builds it in the scene."""
     jobs = importlib.import_module(f"{MODULE}.operators.jobs")
     bpy.context.scene.cursor.location = (0.5, 0.0, 1.5)
-    assert bpy.ops.studio_avatar.add_head(num_expressions=2) == {"FINISHED"}
-    assert open_head_calls == [jobs.cache_dir(bpy.context)]
-    mesh = bpy.context.view_layer.objects.active
-    assert mesh.name == "Studio Avatar Head" and mesh.data.shape_keys.key_blocks.keys() == ["Basis", "jawOpen", "browUpLeft"]
-    assert tuple(mesh.parent.location) == (0.5, 0.0, 1.5)
-    assert {obj.name for obj in bpy.context.selected_objects} == {"Studio Avatar Head", "Studio Avatar Head Rig", "Eye_L", "Eye_R"}
-
-
-def test_add_head_creates_the_full_open_head(installed, empty_scene, monkeypatch, open_head_model):
-    fake = types.ModuleType(f"{MODULE}.core.head.open_head")
-    fake.get_open_head = lambda cache_dir=None: open_head_model
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    monkeypatch.delattr(importlib.import_module(f"{MODULE}.core.head"), "open_head", raising=False)
     assert bpy.ops.studio_avatar.add_head() == {"FINISHED"}
+    assert list((Path(jobs.cache_dir(bpy.context)) / "heads").glob("open-head-*/head.safetensors"))
     mesh = bpy.context.view_layer.objects.active
-    assert len(mesh.data.shape_keys.key_blocks) == 53
     rig = mesh.parent
+    assert mesh.name == "Studio Avatar Head" and len(mesh.data.shape_keys.key_blocks) == 53
     assert rig.type == "ARMATURE" and sorted(b.name for b in rig.data.bones) == sorted(BONES)
+    assert tuple(rig.location) == (0.5, 0.0, 1.5)
+    assert {obj.name for obj in bpy.context.selected_objects} == {"Studio Avatar Head", "Studio Avatar Head Rig", "Eye_L", "Eye_R"}
     eyes = [obj for obj in bpy.context.selected_objects if obj.name.startswith("Eye_")]
-    assert len(eyes) == 2 and all(eye.parent == rig for eye in eyes)
+    assert all(eye.parent == rig and eye.parent_bone in ("eye_L", "eye_R") for eye in eyes)
     before = evaluated_world_vertices(mesh)
     rig.pose.bones["jaw"].rotation_mode = "XYZ"
     rig.pose.bones["jaw"].rotation_euler = (0.3, 0.0, 0.0)
     assert np.linalg.norm(evaluated_world_vertices(mesh) - before, axis=1).max() > 0.005
 
 
-def test_add_head_reports_a_broken_head_model(open_head_calls):
-    error = importlib.import_module(f"{MODULE}.core.head.model").HeadModelError
+def test_add_head_limits_the_expressions(installed, empty_scene, open_head_model):
+    assert bpy.ops.studio_avatar.add_head(num_expressions=2) == {"FINISHED"}
+    keys = bpy.context.view_layer.objects.active.data.shape_keys.key_blocks.keys()
+    assert keys == ["Basis", *open_head_model.expression_names[:2]]
 
-    def broken(cache_dir=None):
-        raise error("the open head cache is damaged; delete it to rebuild")
 
-    sys.modules[f"{MODULE}.core.head.open_head"].get_open_head = broken
-    with pytest.raises(RuntimeError, match="cache is damaged") as raised:
-        bpy.ops.studio_avatar.add_head()
+def test_add_head_reports_a_broken_head_model(installed, empty_scene, tmp_path):
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    broken = tmp_path / "generic_model.pkl"
+    broken.write_bytes(b"\x80\x02not really a pickle")
+    try:
+        prefs.flame_model_path = str(broken)
+        with pytest.raises(RuntimeError, match="not a FLAME model") as raised:
+            bpy.ops.studio_avatar.add_head(source="FLAME")
+    finally:
+        prefs.flame_model_path = ""
     assert "Traceback" not in str(raised.value) and len(bpy.data.objects) == 0
 
 

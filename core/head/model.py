@@ -231,6 +231,23 @@ class HeadModel:
         })
         return folder
 
+    def save_as_cache_entry(self, folder: str | os.PathLike) -> Path:
+        """Save into ``folder`` so that it appears whole or not at all (written beside it, then renamed)."""
+        import shutil
+        import tempfile
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
+        try:
+            self.save(staging)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return folder
+
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "HeadModel":
         from safetensors import SafetensorError

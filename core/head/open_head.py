@@ -28,8 +28,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -615,13 +613,5 @@ def get_open_head(cache_dir: str | os.PathLike | None = None, with_landmarks: bo
         embedding = embed_landmarks(model)
         model.landmark_faces, model.landmark_barycentrics = embedding.faces, embedding.barycentrics
         model.metadata["landmarks"] = embedding.report
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
-    try:
-        model.save(staging)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    model.save_as_cache_entry(folder)
     return model

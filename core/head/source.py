@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
+from ..hashing import file_sha256
+from ..paths import default_cache_dir
 from .model import HeadModel
 
 
@@ -17,6 +21,28 @@ def load_head(flame_model: str | os.PathLike | None = None, flame_uv: str | os.P
     from .open_head import get_open_head
 
     return get_open_head(cache_dir, with_landmarks=with_landmarks)
+
+
+def cached_head_folder(flame_model: str | os.PathLike | None = None, flame_uv: str | os.PathLike | None = None,
+                       cache_dir: str | os.PathLike | None = None, with_landmarks: bool = True) -> Path:
+    """Make sure the head model is in the user cache and return its folder (head.safetensors + head.json).
+
+    This is how a process without torch or the model sources (Blender's UI)
+    gets a model: a worker prepares the folder, the UI reads it with
+    ``HeadModel.load``. FLAME entries are keyed by the hashes of the given files.
+    """
+    if not flame_model:
+        from .open_head import get_open_head, open_head_cache_dir
+
+        get_open_head(cache_dir, with_landmarks=with_landmarks)
+        return open_head_cache_dir(cache_dir)
+    key = hashlib.sha256()
+    for path in (flame_model, flame_uv):
+        key.update(file_sha256(path).encode() if path else b"-")
+    folder = Path(cache_dir or default_cache_dir()) / "heads" / f"flame-{key.hexdigest()[:16]}"
+    if not (folder / "head.json").is_file():
+        load_head(flame_model, flame_uv).save_as_cache_entry(folder)
+    return folder
 
 
 def describe(model: HeadModel) -> dict[str, Any]:
