@@ -7,9 +7,7 @@ time and only the wanted ones are converted. Does not write into captures.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -17,6 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .errors import VideoError
+from .native_stderr import native_stderr_captured
 
 # Friendly names for the FourCC codes FFmpeg reports for common phone/desktop codecs.
 _CODEC_NAMES = {
@@ -61,31 +60,6 @@ def _fourcc_text(value: float) -> str:
     code = int(value)
     chars = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
     return chars.strip("\x00 ").lower() if chars.isprintable() else ""
-
-
-@contextlib.contextmanager
-def _native_stderr_captured() -> Iterator[list[str]]:
-    """Capture what native code (FFmpeg inside OpenCV) prints on fd 2.
-
-    FFmpeg's complaints would otherwise land on the user's terminal as noise; we
-    turn them into one readable diagnosis instead. The yielded list receives
-    the captured lines when the block ends.
-    """
-    lines: list[str] = []
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable fd 2 (some embedded hosts): nothing to capture
-        yield lines
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
 def _sniff_container(video: Path) -> str | None:
@@ -158,7 +132,7 @@ def probe_video(path: str | os.PathLike) -> VideoFacts:
     import cv2
 
     video = check_video_path(path)
-    with _native_stderr_captured() as ffmpeg_log:
+    with native_stderr_captured() as ffmpeg_log:
         capture = _open(video, auto_rotate=False)
         if capture is not None:
             try:
@@ -250,7 +224,7 @@ def iter_frames_at(
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
         return
-    with _native_stderr_captured() as ffmpeg_log:
+    with native_stderr_captured() as ffmpeg_log:
         capture = _open(video, auto_rotate=True)
     if capture is None:
         raise VideoError(f"{video}: cannot open as a video: {_cannot_open_reason(video, ffmpeg_log)}")

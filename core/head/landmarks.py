@@ -18,13 +18,12 @@ flame.py), store the embedding (the builder does) or track videos.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from ..native_stderr import native_stderr_captured
 from .model import NUM_LANDMARKS, HeadModel, HeadModelError
 
 IRIS_LANDMARKS = np.arange(468, 478)
@@ -258,7 +257,7 @@ def _detect_faces(images: list[np.ndarray]) -> list[tuple[np.ndarray | None, np.
     closed; nothing else runs meanwhile.
     """
     found = []
-    with _stderr_silenced():
+    with native_stderr_captured():  # mediapipe logs straight to fd 2
         try:
             import mediapipe as mp
         except ImportError:
@@ -281,19 +280,6 @@ def _landmark_pixels(result: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     landmarks = result.multi_face_landmarks[0].landmark
     assert len(landmarks) == NUM_LANDMARKS, f"mediapipe returned {len(landmarks)} landmarks, expected {NUM_LANDMARKS}"
     return np.array([(p.x * shape[1], p.y * shape[0]) for p in landmarks], np.float64)
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Mediapipe's C++ logging writes straight to file descriptor 2; point it at /dev/null meanwhile."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 # -- from pixels to the surface -------------------------------------------------------------------
