@@ -16,7 +16,7 @@ def _use_dependency_folder():
 
     Appended, not prepended, so Blender's own bundled modules (numpy) keep priority.
     """
-    folder = bpy.utils.extension_path_user(__package__, path="site-packages", create=False)
+    folder = panels.preferences.dependency_folder()
     if os.path.isdir(folder) and folder not in sys.path:
         site.addsitedir(folder)
 

@@ -129,8 +129,6 @@ def probe_video(path: str | os.PathLike) -> VideoFacts:
     Raises :class:`VideoError` naming the file and the problem for missing,
     empty, non-video, truncated or undecodable files.
     """
-    import cv2
-
     video = check_video_path(path)
     with native_stderr_captured() as ffmpeg_log:
         capture = _open(video, auto_rotate=False)

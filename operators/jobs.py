@@ -15,7 +15,7 @@ from .. import idnames, strings
 from ..core.errors import WorkerError
 from ..core.progress import format_duration
 from ..core.worker import WorkerProcess, dependency_dirs
-from ..panels.preferences import ADDON_PACKAGE, get_preferences
+from ..panels.preferences import cache_folder, dependency_folder, get_preferences
 
 _ACTIVE: dict[str, WorkerProcess] = {}
 
@@ -36,18 +36,16 @@ def job_state(context):
 
 
 def cache_dir(context) -> str:
-    """The cache folder from the add-on preferences (empty there: the add-on's user folder)."""
-    prefs = get_preferences(context)
-    return bpy.path.abspath(prefs.cache_dir) if prefs.cache_dir else bpy.utils.extension_path_user(ADDON_PACKAGE, path="cache", create=True)
+    """The cache folder the worker writes into (created if it is the add-on's default)."""
+    return cache_folder(get_preferences(context), create=True)
 
 
 def worker_settings(context):
     """Interpreter, global CLI options and import folders for the worker, from the add-on preferences."""
     prefs = get_preferences(context)
-    deps_dir = bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=False)
     python = bpy.path.abspath(prefs.worker_python) if prefs.worker_python else sys.executable
     options = ["--device", prefs.device.lower(), "--cache-dir", cache_dir(context)]
-    return python, options, dependency_dirs(deps_dir)
+    return python, options, dependency_dirs(dependency_folder())
 
 
 def _redraw_sidebars(context):

@@ -31,12 +31,22 @@ class STUDIO_AVATAR_AP_preferences(bpy.types.AddonPreferences):
         layout.prop(self, "flame_model_path")
         layout.prop(self, "flame_uv_path")
         info = layout.box().column(align=True)
-        cache = self.cache_dir or bpy.utils.extension_path_user(ADDON_PACKAGE, path="cache", create=False)
-        info.label(text=f"{strings.PREF_EFFECTIVE_CACHE}: {cache}", icon="FILE_FOLDER")
+        info.label(text=f"{strings.PREF_EFFECTIVE_CACHE}: {cache_folder(self)}", icon="FILE_FOLDER")
         info.label(text=f"{strings.PREF_WORKER}: {self.worker_python or sys.executable}", icon="CONSOLE")
-        deps = bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=False)
-        info.label(text=f"{strings.PREF_DEPS_FOLDER}: {deps}", icon="PACKAGE")
+        info.label(text=f"{strings.PREF_DEPS_FOLDER}: {dependency_folder()}", icon="PACKAGE")
 
 
 def get_preferences(context):
     return context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+def cache_folder(prefs, create=False) -> str:
+    """The cache folder in use: the preference, or the add-on's user folder when that is empty."""
+    if prefs.cache_dir:
+        return bpy.path.abspath(prefs.cache_dir)
+    return bpy.utils.extension_path_user(ADDON_PACKAGE, path="cache", create=create)
+
+
+def dependency_folder() -> str:
+    """Where the README installs the worker's Python packages for this add-on (may not exist)."""
+    return bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=False)

