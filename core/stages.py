@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .atomic import atomic_write_json
 from .capture import Capture, library_versions, stat_signature, utc_now
 from .errors import Cancelled, StageError, StudioAvatarError
 from .hashing import json_sha256, path_sha256
 from .progress import Progress, StageProgress
 
 SOURCE = "source"
+REPORT_NAME = "report.json"
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class StageContext:
         self.progress = progress
         self.staging = staging
         self.warnings: list[str] = []
+        self.metrics: dict[str, Any] = {}      # JSON-ready figures for report.json (under the stage's name)
 
     @property
     def source(self) -> dict[str, Any]:
@@ -134,10 +137,26 @@ class Pipeline:
         last = self.names().index(until) if until else len(self.stages) - 1
         outcomes = []
         with capture.locked():
-            for stage in self.stages[: last + 1]:
-                stage_params = params.get(stage.name) or stage.params_type()
-                outcomes.append(run_stage(capture, stage, stage_params, progress, force=stage.name in force))
+            try:
+                for stage in self.stages[: last + 1]:
+                    stage_params = params.get(stage.name) or stage.params_type()
+                    outcomes.append(run_stage(capture, stage, stage_params, progress, force=stage.name in force))
+            finally:
+                self.write_report(capture)
         return outcomes
+
+    def write_report(self, capture: Capture) -> dict[str, Any]:
+        """Write ``report.json``: each finished stage's metrics under its name, plus timings and warnings."""
+        report: dict[str, Any] = {"capture": str(capture.root), "stages": {}}
+        for stage in self.stages:
+            record = capture.stage_record(stage.name) or {}
+            if record.get("status") != "done":
+                continue
+            report["stages"][stage.name] = {"duration_s": record.get("duration_s"), "warnings": record.get("warnings", [])}
+            if record.get("metrics"):
+                report[stage.name] = record["metrics"]
+        atomic_write_json(capture.root / REPORT_NAME, report)
+        return report
 
     def status(self, capture: Capture) -> list[dict[str, Any]]:
         """Per stage: pending, running, done, stale (outputs changed since), failed, cancelled or interrupted."""
@@ -261,7 +280,7 @@ def run_stage(capture: Capture, stage: Stage, params: Any, progress: Progress, f
 
     def finish(status: str, **extra: Any) -> None:
         record.update(status=status, finished=utc_now(), duration_s=round(time.monotonic() - started, 3),
-                      warnings=ctx.warnings, **extra)
+                      warnings=ctx.warnings, metrics=ctx.metrics, **extra)
         record.pop("pid", None)
         _remove(staging)
         _drop_empty_staging_root(capture)

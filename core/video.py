@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -216,32 +216,61 @@ def iter_frames_at(
     downscaled so the longer side is at most that many pixels. Frames that are
     not wanted are grabbed but never converted, so memory stays at one frame.
     """
+    wanted = sorted(set(int(i) for i in indices))
+    if wanted:
+        chosen = set(wanted)
+        yield from _stream(path, chosen.__contains__, wanted[-1], max_side)
+
+
+def iter_frames(path: str | os.PathLike, stride: int = 1, max_side: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Stream-decode every ``stride``-th frame to the end of the video: ``(index, time_s, image_bgr)``.
+
+    Frame times come from the container (variable-frame-rate clips keep their
+    real timing). Decoding stops quietly at the last decodable frame.
+    """
+    if stride < 1:
+        raise ValueError("stride must be at least 1")
+    yield from _stream(path, lambda i: i % stride == 0, None, max_side)
+
+
+def _stream(path: str | os.PathLike, wanted: Callable[[int], bool], last: int | None,
+            max_side: int | None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Decode frames in order; convert those ``wanted`` says; stop after ``last`` (None: at the end)."""
     import cv2
 
     video = check_video_path(path)
-    wanted = sorted(set(int(i) for i in indices))
-    if not wanted:
-        return
     with native_stderr_captured() as ffmpeg_log:
         capture = _open(video, auto_rotate=True)
     if capture is None:
         raise VideoError(f"{video}: cannot open as a video: {_cannot_open_reason(video, ffmpeg_log)}")
     try:
         position = 0
-        for index in wanted:
-            while position < index:
+        while last is None or position <= last:
+            if not wanted(position):
                 if not capture.grab():
-                    raise VideoError(f"{video}: the video ends at frame {position}, before frame {index}; it may be truncated")
+                    if last is None:
+                        return
+                    raise VideoError(f"{video}: the video ends at frame {position}, before frame {last}; it may be truncated")
                 position += 1
+                continue
             ok, image = capture.read()
             if not ok or image is None:
-                raise VideoError(f"{video}: frame {index} cannot be decoded; the file may be damaged")
+                if last is None:
+                    return
+                raise VideoError(f"{video}: frame {position} cannot be decoded; the file may be damaged or truncated")
             time_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            yield position, time_s, downscale(image, max_side)
             position += 1
-            if max_side and max(image.shape[:2]) > max_side:
-                scale = max_side / max(image.shape[:2])
-                size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            yield index, time_s, image
     finally:
         capture.release()
+
+
+def downscale(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """``image`` shrunk (area filter) so its longer side is at most ``max_side`` pixels; unchanged if smaller."""
+    import cv2
+
+    if not max_side or max(image.shape[:2]) <= max_side:
+        return image
+    scale = max_side / max(image.shape[:2])
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

@@ -146,7 +146,7 @@ def embed_landmarks(model: HeadModel, views: tuple[tuple[float, float], ...] = D
 # -- rendering for the detector ---------------------------------------------------------------------
 
 class _FacePainter:
-    """Colours a raster of the neutral head so that a face detector sees a face."""
+    """Colours a raster of the head so that a face detector sees a face (eyes and brows painted at rest positions)."""
 
     def __init__(self, model: HeadModel) -> None:
         import torch
@@ -179,31 +179,62 @@ class _FacePainter:
         not_skin = _region_union(model, EYE_REGIONS + INNER_MOUTH_REGIONS)
         self.skin = torch.as_tensor(~not_skin[faces].any(1))   # triangles that may carry a painted brow
 
-    def paint(self, raster: Any, position: Any, camera: Any) -> np.ndarray:
-        """(H, W, 3) uint8 RGB: Lambert + ambient under a light above the camera, on a plain background."""
+    def paint(self, raster: Any, position: Any, camera: Any, normals: Any = None, light: Any = None,
+              background: Any = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB: Lambert + ambient under a light above the camera, on a plain background.
+
+        See ``shade`` for the arguments; this rounds its result to 8 bits.
+        """
+        import torch
+
+        return self.shade(raster, position, camera, normals, light, background).clamp(0, 255).round().to(torch.uint8).numpy()
+
+    def shade(self, raster: Any, position: Any, camera: Any = None, normals: Any = None, light: Any = None,
+              background: Any = None) -> Any:
+        """(H, W, 3) float RGB in 0..255 (not clamped), in the dtype of ``position``.
+
+        raster: the head's raster; position (H, W, 3): per-pixel REST positions
+        of the surface (the model's template frame; eyes and brows are painted
+        there, so they follow the surface however it is posed); camera: its
+        rotation turns rest normals into the camera frame (unused when
+        ``normals`` is given); normals (H, W, 3): per-pixel normals already in
+        the camera's (OpenCV) frame, e.g. of a posed head; light (3,): direction
+        towards the light in the camera frame (default: above the camera);
+        background: (H, W, 3) or (3,) RGB behind the head (default: plain grey).
+        """
         import torch
 
         from ..texture.raster import interpolate
 
+        dtype = position.dtype
         mask = raster.mask
         tri = raster.face_index.clamp_min(0)
-        albedo = interpolate(self.albedo, self.faces, raster)
+        albedo = interpolate(self.albedo.to(dtype), self.faces, raster)
         palette = torch.tensor([PUPIL_RGB, IRIS_RGB, SCLERA_RGB], dtype=albedo.dtype)
         for eye_tris, centre, radius in self.eyes:
             on_eye = mask & eye_tris[tri]
-            direction = torch.nn.functional.normalize(position[on_eye] - torch.as_tensor(centre), dim=-1)
+            direction = torch.nn.functional.normalize(position[on_eye] - torch.as_tensor(centre, dtype=dtype), dim=-1)
             # distance from the gaze axis (+z at rest) on the front half of the eyeball
             off_axis_m = torch.where(direction[:, 2] > 0, radius * torch.sqrt((1 - direction[:, 2] ** 2).clamp_min(0)),
                                      torch.full_like(direction[:, 2], float("inf")))
             albedo[on_eye] = palette[(off_axis_m >= PUPIL_RADIUS_M).long() + (off_axis_m >= IRIS_RADIUS_M).long()]
             albedo[mask & self.skin[tri] & _brow_band(position, centre, radius)] = torch.tensor(BROW_RGB, dtype=albedo.dtype)
 
-        rotation = torch.as_tensor(camera.rotation)
-        normal = torch.nn.functional.normalize(interpolate(self.normals, self.faces, raster) @ rotation.T, dim=-1)
-        light = torch.nn.functional.normalize(torch.tensor([0.0, -0.4, -1.0], dtype=normal.dtype), dim=0)  # camera frame
+        if normals is None:
+            rotation = torch.as_tensor(camera.rotation)
+            normal = torch.nn.functional.normalize(interpolate(self.normals, self.faces, raster) @ rotation.T, dim=-1)
+        else:
+            normal = torch.nn.functional.normalize(torch.as_tensor(normals, dtype=dtype), dim=-1)
+        if light is None:
+            light = torch.nn.functional.normalize(torch.tensor([0.0, -0.4, -1.0], dtype=normal.dtype), dim=0)  # camera frame
+        else:
+            light = torch.nn.functional.normalize(torch.as_tensor(light, dtype=normal.dtype), dim=0)
         shade = AMBIENT + (1 - AMBIENT) * (normal @ light).clamp_min(0)
-        rgb = torch.where(mask[..., None], albedo * shade[..., None], torch.tensor(BACKGROUND_RGB, dtype=albedo.dtype))
-        return rgb.clamp(0, 255).round().to(torch.uint8).numpy()
+        behind = torch.as_tensor(BACKGROUND_RGB if background is None else background, dtype=albedo.dtype)
+        return torch.where(mask[..., None], albedo * shade[..., None], behind)
+
+
+FacePainter = _FacePainter      # public name, for renderers of posed heads (core/synth/head_clip.py)
 
 
 def _brow_band(position: Any, eye_centre: np.ndarray, eye_radius: float) -> Any:

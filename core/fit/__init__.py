@@ -1,0 +1,1 @@
+"""Stage ``fit``: one identity shape and per-frame pose, expression and camera from the tracked landmarks."""

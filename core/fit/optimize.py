@@ -1,0 +1,420 @@
+"""Multi-frame fitting of a head model to 2D landmarks, in torch.
+
+Unknowns: one identity shape for the whole clip; per frame the head's rigid
+pose (root rotation and translation in the camera's frame), jaw pose, eye
+gaze (pitch and yaw of each eye) and expression coefficients (kept in 0..1);
+and one focal length for the clip (fixed when known, else estimated).
+
+Conventions (the same as ``fit.npz`` and the synthetic ground truth): the
+world frame is the camera's frame with OpenGL axes (x right, y up, the camera
+at the origin looking along -z); per frame the head's vertices are
+``model.vertices(shape, expression, pose, translation)``; a world point
+projects to ``u = cx + f X / -Z``, ``v = cy - f Y / -Z`` (pixels, origin at the
+image's top-left corner). ``pose`` is (N, 5, 3) axis-angle for the joints
+root, neck, jaw, eye_left, eye_right; the neck stays at rest (landmarks on the
+face cannot tell a turn of the neck from a turn of the whole head, so the
+whole head turns at the root).
+
+The objective, minimized with Adam in two rounds (rigid pose + coarse shape +
+focal, then everything):
+
+* data: a robust (Cauchy) reprojection error of every landmark, in units of
+  the frame's face size, weighted by the tracker's confidence, by how
+  reliably the landmark sits on one surface point (the embedding's spread
+  across views: face-contour landmarks slide along the silhouette, so they
+  count little) and by the landmark's visibility under the current fit
+  (surface facing away from the camera -> no weight);
+* priors: shape and expression coefficients (expressions sparse, L1),
+  jaw and gaze angles, the focal length around its initial estimate;
+* temporal smoothness of expressions and gaze between frames close in time.
+
+Initialization: a focal length is chosen by trying a range with OpenCV's PnP
+on a few frames, then every frame's rigid pose comes from PnP with the mean
+head's landmarks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import CaptureError
+from ..head.model import HeadModel
+
+OUTER_EYE_CORNERS = (33, 263)           # mediapipe indices; their 3D distance is the inter-ocular distance
+IRIS = np.arange(468, 478)
+CAMERA_ROTATION = np.diag([1.0, -1.0, -1.0])   # world (OpenGL camera axes) -> OpenCV camera axes
+FOCAL_CANDIDATES = np.geomspace(0.45, 3.0, 15)  # x the image's longer side
+PHONE_FOCAL = 0.80                      # a phone camera's focal length in video mode, x the image's longer side
+PHONE_FOCAL_SIGMA = 0.15                # its spread across phones (log)
+ESTIMATE_FOCAL_SIGMA = 0.12             # the spread of the PnP estimate from landmarks (log), measured on synthetic clips
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    shape_components: int = 50          # identity components fitted (the rest stay 0)
+    focal_px: float = 0.0               # known focal length in pixels (0: estimate it)
+    identity_frames: int = 40           # frames used to fit the identity (spread over the clip)
+    iterations_rigid: int = 100         # identity phase: rigid pose + shape
+    iterations_full: int = 250          # identity phase: everything
+    iterations_frames: int = 150        # per-frame phase (all frames, identity fixed)
+    robust_scale: float = 0.02          # Cauchy scale of the residual, in face sizes
+    shape_prior: float = 2e-4           # weight of |shape|^2
+    expression_prior: float = 2e-4      # weight of the L1 norm of the expression coefficients
+    jaw_prior: float = 2e-2             # weight of |jaw angle|^2 (radians)
+    gaze_prior: float = 1e-3            # weight of |eye angles|^2 (radians)
+    focal_prior: float = 2e-3           # weight of ((log f - log f0) / 0.5)^2 when estimating the focal length
+    smoothness: float = 2e-3            # weight of expression / gaze changes between frames close in time
+    smoothness_time_s: float = 0.5      # frames further apart than about this are barely tied
+    contour_spread_mm: float = 2.0      # a landmark whose embedding spread is this many mm counts half
+
+
+@dataclass
+class FitResult:
+    shape: np.ndarray                   # (S,) full-length identity coefficients
+    expression: np.ndarray              # (N, E)
+    pose: np.ndarray                    # (N, J, 3) axis-angle per joint
+    translation: np.ndarray             # (N, 3) metres
+    focal_px: float
+    principal_px: np.ndarray            # (2,) cx, cy
+    image_size: tuple[int, int]         # width, height
+    projected_px: np.ndarray            # (N, L, 2) fitted landmark positions
+    weights: np.ndarray                 # (N, L) final data weights (confidence x reliability x visibility)
+    reproj_iod_per_frame: np.ndarray    # (N,) weighted mean landmark error / inter-ocular distance in pixels
+    iod_px: np.ndarray                  # (N,) inter-ocular distance of the fitted head, pixels
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def landmark_reliability(model: HeadModel, spread_mm: float) -> np.ndarray:
+    """(L,) 0..1: how well each landmark is pinned to one surface point (the embedding's spread across views)."""
+    spread = model.metadata.get("landmarks", {}).get("landmark_spread_mm")
+    if not spread or len(spread) != len(model.landmark_faces):
+        return np.ones(len(model.landmark_faces))
+    return 1.0 / (1.0 + (np.asarray(spread, np.float64) / spread_mm) ** 2)
+
+
+def project_points(points: Any, focal: Any, principal: Any) -> Any:
+    """(..., 3) world points (camera at the origin looking along -z, y up) -> (..., 2) pixels."""
+    depth = (-points[..., 2]).clamp_min(1e-4)
+    return torch_stack2(principal[0] + focal * points[..., 0] / depth, principal[1] - focal * points[..., 1] / depth)
+
+
+def torch_stack2(a: Any, b: Any) -> Any:
+    import torch
+
+    return torch.stack([a, b], -1)
+
+
+class _LandmarkHead:
+    """Landmarks and their surface normals for a batch of parameters, computed on the needed vertices only."""
+
+    def __init__(self, model: HeadModel, dtype: Any) -> None:
+        import torch
+
+        corners = model.faces[model.landmark_faces]                     # (L, 3) vertex ids
+        self.ids, local = np.unique(corners, return_inverse=True)
+        self.local = torch.as_tensor(local.reshape(corners.shape), dtype=torch.long)
+        self.bary = torch.as_tensor(model.landmark_barycentrics, dtype=dtype)
+        self.model = model
+
+    def __call__(self, shape: Any, expression: Any, pose: Any, translation: Any) -> tuple[Any, Any]:
+        import torch
+
+        verts = self.model.vertices(shape, expression, pose, translation, subset=self.ids)
+        tri = verts[:, self.local]                                        # (B, L, 3, 3)
+        points = torch.einsum("blkc,lk->blc", tri, self.bary)
+        normals = torch.nn.functional.normalize(torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1), dim=-1)
+        return points, normals
+
+
+def _rest_landmarks(model: HeadModel) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks of the mean head at rest (L, 3) and the root joint (3,)."""
+    import torch
+
+    verts, joints = model.vertices(pose=torch.zeros(1, model.num_joints, 3, dtype=torch.float64), return_joints=True)
+    points = model.landmarks(verts)[0].numpy()
+    return points, joints[0, 0].numpy()
+
+
+def _pnp(points3d: np.ndarray, points2d: np.ndarray, focal: float, principal: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """OpenCV PnP: (rotation vector, translation) in OpenCV camera axes and the median error in pixels."""
+    import cv2
+
+    camera = np.array([[focal, 0, principal[0]], [0, focal, principal[1]], [0, 0, 1]], np.float64)
+    ok, rvec, tvec = cv2.solvePnP(points3d, points2d, camera, None, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok:
+        return None
+    rvec, tvec = cv2.solvePnPRefineLM(points3d, points2d, camera, None, rvec, tvec)
+    projected, _ = cv2.projectPoints(points3d, rvec, tvec, camera, None)
+    error = float(np.median(np.linalg.norm(projected[:, 0] - points2d, axis=1)))
+    if tvec[2, 0] <= 0:
+        return None
+    return rvec[:, 0], tvec[:, 0], error
+
+
+def estimate_focal(rest: np.ndarray, observed: np.ndarray, usable: np.ndarray, image_size: tuple[int, int]) -> float:
+    """The candidate focal length (pixels) under which PnP explains a few frames best."""
+    principal = np.array(image_size, np.float64) / 2
+    frames = np.linspace(0, len(observed) - 1, min(len(observed), 12)).round().astype(int)
+    long_side = max(image_size)
+    scores = []
+    for factor in FOCAL_CANDIDATES:
+        errors = []
+        for i in frames:
+            found = _pnp(rest[usable[i]], observed[i, usable[i]], factor * long_side, principal)
+            size = np.sqrt(np.prod(np.ptp(observed[i, usable[i]], axis=0)))
+            errors.append(found[2] / size if found else 1.0)
+        scores.append(np.median(errors))
+    scores = np.array(scores)
+    best = int(np.argmin(scores))
+    if 0 < best < len(scores) - 1:   # parabola through the best and its neighbours, in log focal
+        y0, y1, y2 = scores[best - 1], scores[best], scores[best + 1]
+        step = np.log(FOCAL_CANDIDATES[1] / FOCAL_CANDIDATES[0])
+        denom = y0 - 2 * y1 + y2
+        offset = 0.5 * (y0 - y2) / denom if denom > 0 else 0.0
+        return float(FOCAL_CANDIDATES[best] * np.exp(np.clip(offset, -0.5, 0.5) * step) * long_side)
+    return float(FOCAL_CANDIDATES[best] * long_side)
+
+
+def combine_focal(estimate_px: float, long_side: int) -> float:
+    """Shrink PnP's focal estimate towards a phone camera's (landmarks alone pin it down to about +-10%)."""
+    log_prior, log_estimate = math.log(PHONE_FOCAL * long_side), math.log(estimate_px)
+    w_prior, w_estimate = 1 / PHONE_FOCAL_SIGMA ** 2, 1 / ESTIMATE_FOCAL_SIGMA ** 2
+    return math.exp((w_prior * log_prior + w_estimate * log_estimate) / (w_prior + w_estimate))
+
+
+def fit_landmarks(model: HeadModel, landmarks_px: np.ndarray, confidence: np.ndarray, image_size: tuple[int, int],
+                  times_s: np.ndarray | None = None, options: FitOptions = FitOptions(), progress: Any = None,
+                  cancel: Any = None) -> FitResult:
+    """Fit ``model`` to (N, L, 2) pixel landmarks with (N, L) confidences; see the module doc.
+
+    Two phases: the identity (and focal length) from up to ``identity_frames``
+    frames spread over the clip, jointly with their per-frame parameters; then
+    every frame's pose, expression, jaw and gaze with the identity fixed.
+    """
+    started = time.monotonic()
+    if not model.has_landmarks:
+        raise CaptureError(f"the {model.source} head model has no landmark embedding; rebuild it")
+    observed = np.asarray(landmarks_px, np.float64)[..., :2]
+    N, L = observed.shape[:2]
+    if L != len(model.landmark_faces):
+        raise CaptureError(f"the tracker gave {L} landmarks per frame but the head model embeds {len(model.landmark_faces)}")
+    confidence = np.nan_to_num(np.asarray(confidence, np.float64), nan=0.0).clip(0, 1)
+    confidence = np.where(np.isfinite(observed).all(-1), confidence, 0.0)
+    observed = np.nan_to_num(observed)
+    times = np.arange(N, dtype=np.float64) / 30.0 if times_s is None else np.asarray(times_s, np.float64)
+    width, height = image_size
+    say = progress.update if progress is not None else (lambda *a, **k: None)
+
+    problem = _Problem(model, observed, confidence, times, (width, height), options, cancel)
+    usable = problem.usable
+    if (usable.sum(1) < 6).any():
+        raise CaptureError(f"{int((usable.sum(1) < 6).sum())} frames have fewer than 6 reliable landmarks; the tracking is unusable")
+    known_focal = options.focal_px > 0
+    if known_focal:
+        focal0 = float(options.focal_px)
+        estimate = None
+    else:
+        rest, _ = _rest_landmarks(model)
+        estimate = estimate_focal(rest, observed, usable, image_size)
+        focal0 = combine_focal(estimate, max(width, height))
+    say(0.05, f"focal length {'given' if known_focal else 'estimated'}: {focal0:.0f} px")
+
+    # phase 1: identity (+ focal) on frames spread over the clip
+    K = min(N, options.identity_frames)
+    subset = np.unique(np.linspace(0, N - 1, K).round().astype(int))
+    state = problem.initial_state(subset, np.zeros(problem.S), focal0)
+    state = problem.optimize(state, subset, fit_identity=True, fit_focal=not known_focal, focal_center=focal0,
+                             rounds=(options.iterations_rigid, options.iterations_full), say=say, span=(0.08, 0.55))
+    shape, focal = state["shape"].detach().clone(), float(state["log_focal"].exp())
+    # phase 2: every frame with the identity and focal length fixed
+    if len(subset) < N:
+        state = problem.initial_state(np.arange(N), shape.numpy(), focal)
+        state = problem.optimize(state, np.arange(N), fit_identity=False, fit_focal=False, focal_center=focal,
+                                 rounds=(options.iterations_rigid // 3, options.iterations_frames), say=say, span=(0.55, 1.0))
+    return problem.result(state, np.arange(N) if len(subset) < N else subset, info={
+        "focal_initial_px": round(focal0, 2), "focal_pnp_estimate_px": None if estimate is None else round(estimate, 2),
+        "focal_known": known_focal, "identity_frames": int(len(subset)), "seconds": round(time.monotonic() - started, 3),
+    })
+
+
+class _Problem:
+    """The objective over a set of frames, its initialization and its optimizer."""
+
+    def __init__(self, model: HeadModel, observed: np.ndarray, confidence: np.ndarray, times: np.ndarray,
+                 image_size: tuple[int, int], options: FitOptions, cancel: Any) -> None:
+        import torch
+
+        self.model, self.options, self.cancel = model, options, cancel
+        self.dtype = torch.float32
+        self.observed, self.confidence, self.times = observed, confidence, times
+        self.image_size = image_size
+        self.principal = np.array(image_size, np.float64) / 2
+        self.reliability = landmark_reliability(model, options.contour_spread_mm)
+        self.S = min(options.shape_components, model.num_shape)
+        self.E, self.J = model.num_expression, model.num_joints
+        self.usable = (confidence > 0.3) & (self.reliability > 0.5)[None]
+        self.usable[:, IRIS] = False
+        self.head = _LandmarkHead(model, self.dtype)
+        self.face_size = _face_sizes(observed, confidence)
+
+    def _t(self, array: Any) -> Any:
+        import torch
+
+        return torch.as_tensor(np.asarray(array), dtype=self.dtype)
+
+    def initial_state(self, frames: np.ndarray, shape: np.ndarray, focal: float) -> dict[str, Any]:
+        """Per-frame rigid poses from PnP with the landmarks of the head ``shape`` at rest."""
+        import cv2
+        import torch
+
+        shape_t = torch.as_tensor(shape[None], dtype=torch.float64)
+        verts, joints = self.model.vertices(shape_t, pose=torch.zeros(1, self.J, 3, dtype=torch.float64), return_joints=True)
+        rest, root_joint = self.model.landmarks(verts)[0].numpy(), joints[0, 0].numpy()
+        rotations, translations = np.zeros((len(frames), 3)), np.zeros((len(frames), 3))
+        for k, i in enumerate(frames):
+            found = _pnp(rest[self.usable[i]], self.observed[i, self.usable[i]], focal, self.principal)
+            if found is None:
+                raise CaptureError(f"frame {i}: the landmarks cannot be explained by a head pose; the tracking is unusable")
+            R = CAMERA_ROTATION @ cv2.Rodrigues(found[0])[0]
+            rotations[k] = cv2.Rodrigues(R)[0][:, 0]
+            translations[k] = CAMERA_ROTATION @ found[1] + R @ root_joint - root_joint
+        n = len(frames)
+        return {
+            "shape": torch.nn.Parameter(self._t(shape)), "rot": torch.nn.Parameter(self._t(rotations)),
+            "trans": torch.nn.Parameter(self._t(translations)), "expression": torch.nn.Parameter(self._t(np.zeros((n, self.E)))),
+            "jaw": torch.nn.Parameter(self._t(np.zeros((n, 3)))), "gaze": torch.nn.Parameter(self._t(np.zeros((n, 2, 2)))),
+            "log_focal": torch.nn.Parameter(self._t([math.log(focal)])),
+        }
+
+    def pose_tensor(self, state: dict[str, Any]) -> Any:
+        import torch
+
+        n = state["rot"].shape[0]
+        zeros = torch.zeros(n, 3, dtype=self.dtype)
+        eye_aa = torch.cat([state["gaze"], torch.zeros(n, 2, 1, dtype=self.dtype)], -1)   # (pitch, yaw, 0) axis-angle
+        return torch.stack([state["rot"], zeros, state["jaw"], eye_aa[:, 0], eye_aa[:, 1]], 1)
+
+    def forward(self, state: dict[str, Any]) -> tuple[Any, Any, Any]:
+        points, normals = self.head(state["shape"][None, : self.S], state["expression"], self.pose_tensor(state), state["trans"])
+        return points, normals, project_points(points, state["log_focal"].exp(), self._t(self.principal))
+
+    @staticmethod
+    def visibility(points: Any, normals: Any) -> Any:
+        import torch
+
+        cosine = (normals * torch.nn.functional.normalize(-points, dim=-1)).sum(-1)
+        return ((cosine - 0.05) / 0.25).clamp(0, 1)
+
+    def optimize(self, state: dict[str, Any], frames: np.ndarray, fit_identity: bool, fit_focal: bool, focal_center: float,
+                 rounds: tuple[int, int], say: Any, span: tuple[float, float]) -> dict[str, Any]:
+        import torch
+
+        o = self.options
+        n = len(frames)
+        obs = self._t(self.observed[frames])
+        base_weight = self._t(self.confidence[frames] * self.reliability[None])
+        face_size = self._t(self.face_size[frames])[:, None, None]
+        tie = self._t(np.exp(-np.abs(np.diff(self.times[frames])) / o.smoothness_time_s))[:, None]
+        for name, value in state.items():
+            value.requires_grad_(name not in ("shape", "log_focal") or (fit_identity if name == "shape" else fit_focal))
+
+        def objective(vis: Any, full: bool) -> tuple[Any, dict[str, float]]:
+            points, normals, proj = self.forward(state)
+            sq = (((proj - obs) / face_size) ** 2).sum(-1)
+            robust = o.robust_scale ** 2 * torch.log1p(sq / o.robust_scale ** 2)
+            terms = {"data": (base_weight * vis * robust).sum() / n, "shape": o.shape_prior * (state["shape"] ** 2).sum()}
+            if fit_focal:
+                terms["focal"] = o.focal_prior * ((state["log_focal"][0] - math.log(focal_center)) / 0.5) ** 2
+            if full:
+                expression, gaze = state["expression"], state["gaze"]
+                terms["expression"] = o.expression_prior * expression.abs().sum() / n
+                terms["jaw"] = o.jaw_prior * (state["jaw"] ** 2).sum() / n
+                terms["gaze"] = o.gaze_prior * (gaze ** 2).sum() / n
+                if n > 1:
+                    change = ((expression[1:] - expression[:-1]) ** 2).sum(-1, keepdim=True) + ((gaze[1:] - gaze[:-1]) ** 2).sum((-1, -2))[:, None]
+                    terms["smooth"] = o.smoothness * (tie * change).sum() / n
+            return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
+
+        lrs = {"rot": 0.01, "trans": 0.002, "shape": 0.05, "log_focal": 0.01}
+        full_lrs = {"rot": 0.004, "trans": 0.001, "shape": 0.03, "log_focal": 0.005, "expression": 0.01, "jaw": 0.004, "gaze": 0.01}
+        total_steps, done = sum(rounds), 0
+        for phase, (steps, table) in enumerate(zip(rounds, (lrs, full_lrs))):
+            full = phase == 1
+            groups = [{"params": [state[k]], "lr": lr} for k, lr in table.items() if state[k].requires_grad]
+            if steps <= 0 or not groups:
+                continue
+            optimizer = torch.optim.Adam(groups)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=0.0)
+            for step in range(steps):
+                if step % 25 == 0:
+                    if self.cancel is not None:
+                        self.cancel.check()
+                    with torch.no_grad():
+                        points, normals, _ = self.forward(state)
+                        vis = self.visibility(points, normals)
+                optimizer.zero_grad(set_to_none=True)
+                loss, terms = objective(vis, full)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                with torch.no_grad():
+                    state["expression"].clamp_(0.0, 1.0)
+                    state["gaze"].clamp_(-0.6, 0.6)
+                done += 1
+                if step % 20 == 0:
+                    say(span[0] + (span[1] - span[0]) * done / total_steps,
+                        f"fitting {'the identity' if fit_identity else 'every frame'}: step {done}/{total_steps}")
+        state["terms"] = terms
+        return state
+
+    def result(self, state: dict[str, Any], frames: np.ndarray, info: dict[str, Any]) -> FitResult:
+        import torch
+
+        o = self.options
+        with torch.no_grad():
+            points, normals, proj = self.forward(state)
+            vis = self.visibility(points, normals).numpy().astype(np.float64)
+            proj_np = proj.numpy().astype(np.float64)
+            focal = float(state["log_focal"].exp())
+            eyes = points[:, list(OUTER_EYE_CORNERS)].numpy().astype(np.float64)
+        observed = self.observed[frames]
+        weights = self.confidence[frames] * self.reliability[None] * vis
+        iod_px = focal * np.linalg.norm(eyes[:, 0] - eyes[:, 1], axis=1) / np.maximum(-eyes[..., 2].mean(1), 1e-6)
+        error_px = np.linalg.norm(proj_np - observed, axis=-1)
+        # landmarks the robust loss treats as outliers (tracker failures) do not count in the mean error
+        inlier = 1.0 / (1.0 + (error_px / self.face_size[frames][:, None] / o.robust_scale) ** 2 / 4)
+        counted = weights * inlier
+        per_frame = (counted * error_px).sum(1) / np.maximum(counted.sum(1), 1e-9) / iod_px
+        full_shape = np.zeros(self.model.num_shape, np.float32)
+        full_shape[: self.S] = state["shape"].detach().numpy()[: self.S]
+        info = {**info, "final_terms": {k: float(f"{v:.6g}") for k, v in state.get("terms", {}).items()}, "shape_components": self.S,
+                "reproj_px_median": round(float(np.median(error_px[weights > 0.5])), 4) if (weights > 0.5).any() else None}
+        return FitResult(
+            shape=full_shape,
+            expression=state["expression"].detach().numpy().astype(np.float32),
+            pose=self.pose_tensor(state).detach().numpy().astype(np.float32),
+            translation=state["trans"].detach().numpy().astype(np.float32),
+            focal_px=focal,
+            principal_px=self.principal.copy(),
+            image_size=(int(self.image_size[0]), int(self.image_size[1])),
+            projected_px=proj_np.astype(np.float32),
+            weights=weights.astype(np.float32),
+            reproj_iod_per_frame=per_frame,
+            iod_px=iod_px,
+            info=info,
+        )
+
+
+def _face_sizes(observed: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """(N,) sqrt of the area of each frame's landmark box (pixels), the unit of the residuals."""
+    sizes = []
+    for points, conf in zip(observed, confidence):
+        keep = points[conf > 0.3] if (conf > 0.3).sum() >= 6 else points
+        extent = np.ptp(keep, axis=0)
+        sizes.append(max(np.sqrt(extent[0] * extent[1]), 1.0))
+    return np.array(sizes)
