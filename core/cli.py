@@ -44,12 +44,33 @@ def _cmd_reconstruct(args: argparse.Namespace, progress: Progress) -> dict[str, 
     from .pipeline import reconstruct
 
     capture, outcomes = reconstruct(
-        args.video, args.output, progress, until=args.until, force=tuple(args.force), replace_source=args.replace_source
+        args.video, args.output, progress, until=args.until, force=tuple(args.force), replace_source=args.replace_source,
+        params=_stage_params(args),
     )
     return {
         "capture": str(capture.root.resolve()),
         "stages": [{"stage": o.name, "status": o.status, "duration_s": o.duration_s, "warnings": o.warnings} for o in outcomes],
     }
+
+
+def _stage_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Stage parameters from the reconstruct options (only stages whose defaults were changed)."""
+    from .fit import FitParams
+    from .frames import FramesParams
+
+    params: dict[str, Any] = {}
+    if args.max_frames is not None:
+        params["frames"] = FramesParams(max_frames=args.max_frames)
+    if args.focal_mm35 or args.flame:
+        params["fit"] = FitParams(focal_mm35=args.focal_mm35 or 0.0, flame_model=str(Path(args.flame).resolve()) if args.flame else "",
+                                  flame_uv=str(Path(args.flame_uv).resolve()) if args.flame_uv else "")
+    return params
+
+
+def _cmd_fit_preview(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .fit.preview import write_fit_preview
+
+    return write_fit_preview(args.capture, args.output, fps=args.fps, progress=progress.stage("fit-preview"))
 
 
 def _cmd_status(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -61,23 +82,34 @@ def _cmd_status(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from .pipeline import reconstruct
-    from .synth.clip import write_turning_head_clip
+    import numpy as np
 
-    out = Path(args.output)
-    video = out / "demo_clip.mp4"
-    if not video.exists():
-        write_turning_head_clip(video, frames=90, width=640, height=480, fps=30.0)
-    capture, outcomes = reconstruct(video, out / "capture", progress)
+    from .fit import load_fit
+    from .fit.evaluate import compare_with_truth
     from .head.obj_export import export_obj
     from .head.source import load_head
+    from .pipeline import reconstruct
+    from .synth.head_clip import HeadClipSpec, write_head_clip
 
-    head_obj = export_obj(load_head(cache_dir=args.cache_dir), out / "head.obj")
+    out = Path(args.output)
+    video, truth_path = out / "demo_clip.mp4", out / "demo_truth.npz"
+    model = load_head(cache_dir=args.cache_dir)
+    if not (video.exists() and truth_path.exists()):
+        progress.stage("synth").update(0.0, "rendering the synthetic demo clip (head turning, known ground truth)", force=True)
+        write_head_clip(model, video, truth_path, HeadClipSpec(frames=90, width=640, height=480, yaw_deg=45.0, seed=0))
+    capture, outcomes = reconstruct(video, out / "capture", progress)
+    errors = compare_with_truth(model, load_fit(str(capture.path("fit.npz"))), dict(np.load(truth_path)))
+    head_obj = export_obj(model, out / "head.obj")
+    report = json.loads(capture.path("report.json").read_text())
     return {
         "video": str(video.resolve()),
         "capture": str(capture.root.resolve()),
         "stages": [{"stage": o.name, "status": o.status} for o in outcomes],
         "head": str(head_obj.resolve()),
+        "fit": {"reproj_iod_mean": report["fit"]["reproj_iod_mean"],
+                "face_vertex_error_mm_vs_truth": round(errors["vertex_error_mm_mean"], 3),
+                "rotation_error_deg_vs_truth": round(errors["rotation_error_deg_mean"], 3)},
+        "check_the_fit": f"studio-avatar fit-preview {capture.root.resolve()} -o {(out / 'fit_preview.mp4').resolve()}",
     }
 
 
@@ -132,7 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun STAGE even if up to date")
     rec.add_argument("--replace-source", action="store_true",
                      help="allow re-pointing an existing capture at different video content")
+    rec.add_argument("--max-frames", type=int, default=None, help="most frames to keep from the video (default 120)")
+    rec.add_argument("--focal-mm35", type=float, default=None,
+                     help="the camera's 35 mm-equivalent focal length, if known (default: estimated)")
+    rec.add_argument("--flame", default=None, metavar="PKL", help="fit a FLAME model (.pkl or .npz) instead of the open head")
+    rec.add_argument("--flame-uv", default=None, metavar="OBJ", help="FLAME UV template for --flame")
     rec.set_defaults(handler=_cmd_reconstruct)
+
+    preview = commands.add_parser("fit-preview", help="draw the fitted head over the frames into a video, to check the fit")
+    preview.add_argument("capture", help="capture folder with a finished fit")
+    preview.add_argument("-o", "--output", required=True, help="video to write (.mp4 or .avi)")
+    preview.add_argument("--fps", type=float, default=8.0, help="frames per second of the preview (default 8)")
+    preview.set_defaults(handler=_cmd_fit_preview)
 
     status = commands.add_parser("status", help="show which stages of a capture are done, stale or pending")
     status.add_argument("capture", help="capture folder")

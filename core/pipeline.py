@@ -12,6 +12,7 @@ from typing import Any
 
 from .capture import Capture, describe_source
 from .errors import CaptureError
+from .fit import FIT_STAGE
 from .frames import FRAMES_STAGE
 from .preview import PREVIEW_STAGE
 from .track import TRACK_STAGE
@@ -19,7 +20,7 @@ from .progress import Progress
 from .stages import Pipeline, StageOutcome
 from .video import probe_video
 
-RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE])
+RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE, FIT_STAGE])
 
 
 def open_or_create_capture(video: str | os.PathLike, capture_dir: str | os.PathLike) -> tuple[Capture, dict[str, Any]]:

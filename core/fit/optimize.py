@@ -35,6 +35,7 @@ head's landmarks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ CAMERA_ROTATION = np.diag([1.0, -1.0, -1.0])   # world (OpenGL camera axes) -> O
 FOCAL_CANDIDATES = np.geomspace(0.45, 3.0, 15)  # x the image's longer side
 PHONE_FOCAL = 0.80                      # a phone camera's focal length in video mode, x the image's longer side
 PHONE_FOCAL_SIGMA = 0.15                # its spread across phones (log)
-ESTIMATE_FOCAL_SIGMA = 0.12             # the spread of the PnP estimate from landmarks (log), measured on synthetic clips
+ESTIMATE_FOCAL_SIGMA = 0.35             # the spread of the PnP estimate from mediapipe landmarks (log), measured on synthetic clips
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class FitOptions:
     smoothness: float = 2e-3            # weight of expression / gaze changes between frames close in time
     smoothness_time_s: float = 0.5      # frames further apart than about this are barely tied
     contour_spread_mm: float = 2.0      # a landmark whose embedding spread is this many mm counts half
+    grazing_cosine: float = 0.05        # surface facing the camera at this cosine or less: landmark ignored
+    facing_cosine: float = 0.30         # ... at this cosine or more: full weight
 
 
 @dataclass
@@ -110,25 +113,66 @@ def torch_stack2(a: Any, b: Any) -> Any:
 
 
 class _LandmarkHead:
-    """Landmarks and their surface normals for a batch of parameters, computed on the needed vertices only."""
+    """Landmarks and their surface normals for a batch of parameters, computed on the needed vertices only.
 
-    def __init__(self, model: HeadModel, dtype: Any) -> None:
+    With a view-dependent embedding, each frame's landmarks interpolate between
+    the two yaw bins around the frame's yaw (set by ``set_yaw``; the frontal
+    embedding until then).
+    """
+
+    def __init__(self, model: HeadModel, dtype: Any, view: Any = None) -> None:
         import torch
 
-        corners = model.faces[model.landmark_faces]                     # (L, 3) vertex ids
-        self.ids, local = np.unique(corners, return_inverse=True)
-        self.local = torch.as_tensor(local.reshape(corners.shape), dtype=torch.long)
+        base = model.faces[model.landmark_faces]                         # (L, 3) vertex ids
+        binned = model.faces[view.faces] if view is not None else np.zeros((0,) + base.shape, np.int64)   # (K, L, 3)
+        self.ids, local = np.unique(np.concatenate([base.ravel(), binned.ravel()]), return_inverse=True)
+        self.local = torch.as_tensor(local[: base.size].reshape(base.shape), dtype=torch.long)
+        self.local_bins = torch.as_tensor(local[base.size:].reshape(binned.shape), dtype=torch.long)
         self.bary = torch.as_tensor(model.landmark_barycentrics, dtype=dtype)
+        self.bary_bins = torch.as_tensor(view.barycentrics, dtype=dtype) if view is not None else None
+        self.view = view
         self.model = model
+        self.dtype = dtype
+        self._bins = None
+
+    def set_yaw(self, yaw_deg: np.ndarray | None) -> None:
+        """Per-frame yaw (degrees, as seen from the camera) choosing the embedding bins; None: frontal embedding."""
+        import torch
+
+        if self.view is None or yaw_deg is None:
+            self._bins = None
+            return
+        weights = self.view.weights(yaw_deg)                                # (n, K), two non-zeros per row
+        lower = np.argmax(weights > 0, axis=1)
+        upper = np.minimum(lower + 1, weights.shape[1] - 1)
+        t = weights[np.arange(len(lower)), upper] * (upper != lower)
+        self._bins = (torch.as_tensor(lower), torch.as_tensor(upper), torch.as_tensor(t, dtype=self.dtype))
 
     def __call__(self, shape: Any, expression: Any, pose: Any, translation: Any) -> tuple[Any, Any]:
         import torch
 
         verts = self.model.vertices(shape, expression, pose, translation, subset=self.ids)
         tri = verts[:, self.local]                                        # (B, L, 3, 3)
-        points = torch.einsum("blkc,lk->blc", tri, self.bary)
         normals = torch.nn.functional.normalize(torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1), dim=-1)
-        return points, normals
+        if self._bins is None:
+            return torch.einsum("blkc,lk->blc", tri, self.bary), normals
+        lower, upper, t = self._bins
+        rows = torch.arange(verts.shape[0])[:, None, None]
+        points = []
+        for which in (lower, upper):
+            corners = verts[rows, self.local_bins[which]]                  # (B, L, 3, 3)
+            points.append(torch.einsum("blkc,blk->blc", corners, self.bary_bins[which]))
+        return points[0] + t[:, None, None] * (points[1] - points[0]), normals
+
+
+def view_yaw_deg(points: Any, rotation_aa: Any) -> np.ndarray:
+    """(n,) yaw in degrees at which the camera sees each head (> 0: from the subject's left), as the embedding's bins."""
+    from ..head.model import axis_angle_to_matrix
+
+    R = axis_angle_to_matrix(rotation_aa.detach().double()).numpy()
+    to_camera = -points.detach().double().mean(1).numpy()                 # head centre -> camera (at the origin)
+    local = np.einsum("nji,nj->ni", R, to_camera)                          # in the head's own axes
+    return np.degrees(np.arctan2(local[:, 0], local[:, 2]))
 
 
 def _rest_landmarks(model: HeadModel) -> tuple[np.ndarray, np.ndarray]:
@@ -189,12 +233,14 @@ def combine_focal(estimate_px: float, long_side: int) -> float:
 
 def fit_landmarks(model: HeadModel, landmarks_px: np.ndarray, confidence: np.ndarray, image_size: tuple[int, int],
                   times_s: np.ndarray | None = None, options: FitOptions = FitOptions(), progress: Any = None,
-                  cancel: Any = None) -> FitResult:
+                  cancel: Any = None, view: Any = None) -> FitResult:
     """Fit ``model`` to (N, L, 2) pixel landmarks with (N, L) confidences; see the module doc.
 
     Two phases: the identity (and focal length) from up to ``identity_frames``
     frames spread over the clip, jointly with their per-frame parameters; then
     every frame's pose, expression, jaw and gaze with the identity fixed.
+    ``view``: a view-dependent landmark embedding (``core.head.view_landmarks``)
+    for landmarks from mediapipe; None for landmarks that are fixed surface points.
     """
     started = time.monotonic()
     if not model.has_landmarks:
@@ -210,7 +256,27 @@ def fit_landmarks(model: HeadModel, landmarks_px: np.ndarray, confidence: np.nda
     width, height = image_size
     say = progress.update if progress is not None else (lambda *a, **k: None)
 
-    problem = _Problem(model, observed, confidence, times, (width, height), options, cancel)
+    with _torch_threads(1):   # many small tensor ops: threads cost more than they give (and results stay reproducible)
+        return _fit(model, observed, confidence, times, (width, height), options, say, cancel, started, view)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Any:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(model: HeadModel, observed: np.ndarray, confidence: np.ndarray, times: np.ndarray, image_size: tuple[int, int],
+         options: FitOptions, say: Any, cancel: Any, started: float, view: Any) -> FitResult:
+    width, height = image_size
+    N = len(observed)
+    problem = _Problem(model, observed, confidence, times, (width, height), options, cancel, view)
     usable = problem.usable
     if (usable.sum(1) < 6).any():
         raise CaptureError(f"{int((usable.sum(1) < 6).sum())} frames have fewer than 6 reliable landmarks; the tracking is unusable")
@@ -230,7 +296,7 @@ def fit_landmarks(model: HeadModel, landmarks_px: np.ndarray, confidence: np.nda
     state = problem.initial_state(subset, np.zeros(problem.S), focal0)
     state = problem.optimize(state, subset, fit_identity=True, fit_focal=not known_focal, focal_center=focal0,
                              rounds=(options.iterations_rigid, options.iterations_full), say=say, span=(0.08, 0.55))
-    shape, focal = state["shape"].detach().clone(), float(state["log_focal"].exp())
+    shape, focal = state["shape"].detach().clone(), float(state["log_focal"].detach().exp())
     # phase 2: every frame with the identity and focal length fixed
     if len(subset) < N:
         state = problem.initial_state(np.arange(N), shape.numpy(), focal)
@@ -246,7 +312,7 @@ class _Problem:
     """The objective over a set of frames, its initialization and its optimizer."""
 
     def __init__(self, model: HeadModel, observed: np.ndarray, confidence: np.ndarray, times: np.ndarray,
-                 image_size: tuple[int, int], options: FitOptions, cancel: Any) -> None:
+                 image_size: tuple[int, int], options: FitOptions, cancel: Any, view: Any = None) -> None:
         import torch
 
         self.model, self.options, self.cancel = model, options, cancel
@@ -259,7 +325,7 @@ class _Problem:
         self.E, self.J = model.num_expression, model.num_joints
         self.usable = (confidence > 0.3) & (self.reliability > 0.5)[None]
         self.usable[:, IRIS] = False
-        self.head = _LandmarkHead(model, self.dtype)
+        self.head = _LandmarkHead(model, self.dtype, view)
         self.face_size = _face_sizes(observed, confidence)
 
     def _t(self, array: Any) -> Any:
@@ -303,12 +369,13 @@ class _Problem:
         points, normals = self.head(state["shape"][None, : self.S], state["expression"], self.pose_tensor(state), state["trans"])
         return points, normals, project_points(points, state["log_focal"].exp(), self._t(self.principal))
 
-    @staticmethod
-    def visibility(points: Any, normals: Any) -> Any:
+    def visibility(self, points: Any, normals: Any) -> Any:
+        """(n, L) 0..1: landmarks on surface turned away or seen edge-on (where trackers slide) count less."""
         import torch
 
         cosine = (normals * torch.nn.functional.normalize(-points, dim=-1)).sum(-1)
-        return ((cosine - 0.05) / 0.25).clamp(0, 1)
+        low, high = self.options.grazing_cosine, self.options.facing_cosine
+        return ((cosine - low) / (high - low)).clamp(0, 1)
 
     def optimize(self, state: dict[str, Any], frames: np.ndarray, fit_identity: bool, fit_focal: bool, focal_center: float,
                  rounds: tuple[int, int], say: Any, span: tuple[float, float]) -> dict[str, Any]:
@@ -320,6 +387,7 @@ class _Problem:
         base_weight = self._t(self.confidence[frames] * self.reliability[None])
         face_size = self._t(self.face_size[frames])[:, None, None]
         tie = self._t(np.exp(-np.abs(np.diff(self.times[frames])) / o.smoothness_time_s))[:, None]
+        self.head.set_yaw(None)   # the batch changes: frontal embedding until the first refresh
         for name, value in state.items():
             value.requires_grad_(name not in ("shape", "log_focal") or (fit_identity if name == "shape" else fit_focal))
 
@@ -357,6 +425,7 @@ class _Problem:
                     with torch.no_grad():
                         points, normals, _ = self.forward(state)
                         vis = self.visibility(points, normals)
+                        self.head.set_yaw(view_yaw_deg(points, state["rot"]))
                 optimizer.zero_grad(set_to_none=True)
                 loss, terms = objective(vis, full)
                 loss.backward()

@@ -1,0 +1,116 @@
+"""Stage ``fit``: the head model fitted to the tracked landmarks; writes ``fit.npz``.
+
+``fit.npz`` (conventions in ``core/fit/optimize.py``; the synthetic ground
+truth of ``core/synth/head_clip.py`` uses the same keys):
+
+- ``shape`` (S,) identity coefficients; per frame ``expression`` (N, E),
+  ``pose`` (N, J, 3) axis-angle (root, neck, jaw, eye_left, eye_right),
+  ``translation`` (N, 3) metres
+- camera per frame: ``focal_px`` (N,), ``principal_px`` (N, 2),
+  ``camera_rotation`` (N, 3, 3) and ``camera_translation`` (N, 3) (world to
+  OpenCV camera: ``PinholeCamera(f, f, cx, cy, R, t, w, h)`` renders the
+  frame), ``image_size`` (2,) width, height of the frame images
+- ``frame`` (N,) position in ``frames/frames.json``, ``video_index``,
+  ``time_s``; ``landmarks_px`` (N, 478, 2) observed, ``projected_px`` fitted,
+  ``weights`` (N, 478), ``reproj_iod_per_frame`` (N,), ``iod_px`` (N,)
+- ``expression_names``, ``joint_names``, ``model_source``, ``model_fingerprint``
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..stages import Stage, StageContext
+from ..track.stage import TRACKING_NPZ, load_tracking
+from .optimize import CAMERA_ROTATION, FitOptions, fit_landmarks
+
+FIT_NPZ = "fit.npz"
+FULL_FRAME_DIAGONAL_MM = 43.27     # a 35 mm film frame's diagonal: the reference of "35 mm equivalent" focal lengths
+
+
+@dataclass(frozen=True)
+class FitParams:
+    focal_mm35: float = 0.0        # the camera's 35 mm-equivalent focal length if known (0: estimate it)
+    shape_components: int = 50     # identity components to fit
+    identity_frames: int = 40      # frames used to fit the identity
+    flame_model: str = ""          # FLAME model file to fit instead of the open head
+    flame_uv: str = ""             # FLAME UV template (.obj) for that model
+    view_dependent_landmarks: bool = True  # follow how mediapipe's landmarks slide as the face turns
+
+
+def focal_px_from_mm35(focal_mm35: float, image_size: tuple[int, int]) -> float:
+    """Pixels from a 35 mm-equivalent focal length (defined on the frame diagonal)."""
+    return focal_mm35 / FULL_FRAME_DIAGONAL_MM * math.hypot(*image_size)
+
+
+def run_fit(ctx: StageContext) -> None:
+    from ..head.source import load_head
+
+    params: FitParams = ctx.params
+    tracking = load_tracking(ctx.input(TRACKING_NPZ))
+    image_size = tuple(int(v) for v in tracking["image_size"])
+    progress = ctx.progress
+    progress.update(0.0, "loading the head model", force=True)
+    model = load_head(params.flame_model or None, params.flame_uv or None)
+    options = FitOptions(
+        shape_components=params.shape_components, identity_frames=params.identity_frames,
+        focal_px=focal_px_from_mm35(params.focal_mm35, image_size) if params.focal_mm35 > 0 else 0.0,
+    )
+    view = None
+    if params.view_dependent_landmarks:
+        from ..head.view_landmarks import get_view_landmarks
+
+        progress.update(0.01, "placing view-dependent landmarks (first time only, ~10 s)", force=True)
+        view = get_view_landmarks(model)
+    result = fit_landmarks(model, tracking["landmarks"][..., :2], tracking["confidence"], image_size,
+                           times_s=tracking["time_s"], options=options, progress=progress.sub(0.02, 0.97),
+                           cancel=progress.progress.cancel, view=view)
+    N = len(result.pose)
+    with atomic_path(ctx.output(FIT_NPZ)) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle, shape=result.shape, expression=result.expression, pose=result.pose, translation=result.translation,
+                focal_px=np.full(N, result.focal_px, np.float32), principal_px=np.tile(result.principal_px, (N, 1)).astype(np.float32),
+                camera_rotation=np.tile(CAMERA_ROTATION, (N, 1, 1)).astype(np.float32), camera_translation=np.zeros((N, 3), np.float32),
+                image_size=np.array(image_size, np.int32), frame=tracking["frame"], video_index=tracking["video_index"],
+                time_s=tracking["time_s"], landmarks_px=tracking["landmarks"][..., :2], projected_px=result.projected_px,
+                weights=result.weights, reproj_iod_per_frame=result.reproj_iod_per_frame.astype(np.float32),
+                iod_px=result.iod_px.astype(np.float32), expression_names=np.array(model.expression_names),
+                joint_names=np.array(model.joint_names), model_source=np.array(model.source),
+                model_fingerprint=np.array(str(model.metadata.get("fingerprint", ""))),
+            )
+    per_frame = result.reproj_iod_per_frame
+    worst = int(np.argmax(per_frame))
+    ctx.metrics.update({
+        "frames": N, "model": model.source,
+        "reproj_iod_mean": round(float(per_frame.mean()), 5),
+        "reproj_iod_max": round(float(per_frame.max()), 5),
+        "reproj_iod_per_frame": [round(float(v), 5) for v in per_frame],
+        "reproj_px_median": result.info.get("reproj_px_median"),
+        "focal_px": round(result.focal_px, 2), "focal_known": result.info["focal_known"],
+        "focal_pnp_estimate_px": result.info.get("focal_pnp_estimate_px"),
+        "identity_frames": result.info["identity_frames"], "optimizer_seconds": result.info["seconds"],
+    })
+    if per_frame[worst] > 0.05:
+        ctx.warn(f"frame {int(tracking['video_index'][worst])} of the video fits poorly (landmark error {100 * per_frame[worst]:.1f}% "
+                 "of the eye distance); check it with `studio-avatar fit-preview`")
+
+
+def load_fit(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+FIT_STAGE = Stage(
+    name="fit",
+    version=1,
+    run=run_fit,
+    outputs=(FIT_NPZ,),
+    inputs=(TRACKING_NPZ,),
+    params_type=FitParams,
+    description="fit the head model's identity and per-frame pose, expression and camera to the landmarks",
+)
