@@ -30,7 +30,7 @@ def test_console_script_is_installed_in_the_venv():
 
 def test_reconstruct_writes_a_capture_then_skips_when_up_to_date(cli, clip_30, tmp_path):
     capture = tmp_path / "anna"
-    first = cli("reconstruct", str(clip_30), "-o", str(capture))
+    first = cli("reconstruct", str(clip_30), "-o", str(capture), "--until", "preview")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["stages"][0]["status"] == "done"
     manifest = json.loads((capture / "capture.json").read_text())
@@ -43,24 +43,25 @@ def test_reconstruct_writes_a_capture_then_skips_when_up_to_date(cli, clip_30, t
     frames = json.loads((capture / "preview" / "preview.json").read_text())["frames"]
     assert [f["index"] for f in frames] == [0, 4, 8, 12, 17, 21, 25, 29]
 
-    second = cli("reconstruct", str(clip_30), "-o", str(capture))
+    second = cli("reconstruct", str(clip_30), "-o", str(capture), "--until", "preview")
     assert json.loads(second.stdout)["stages"][0]["status"] == "skipped"
     assert "up to date" in second.stderr
 
     status = json.loads(cli("status", str(capture)).stdout)
-    assert [(s["stage"], s["status"]) for s in status["stages"]] == [("preview", "done")]
+    assert [(s["stage"], s["status"]) for s in status["stages"]] == [
+        ("preview", "done"), ("frames", "pending"), ("track", "pending"), ("fit", "pending")]
 
 
 def test_capture_of_another_video_is_not_overwritten_without_asking(cli, clip_30, tmp_path):
     capture = tmp_path / "cap"
-    assert cli("reconstruct", str(clip_30), "-o", str(capture)).returncode == 0
+    assert cli("reconstruct", str(clip_30), "-o", str(capture), "--until", "preview").returncode == 0
     before = (capture / "preview" / "contact.png").read_bytes()
     other = write_turning_head_clip(tmp_path / "other.mp4", frames=12, width=160, height=120)
-    refused = cli("reconstruct", str(other), "-o", str(capture))
+    refused = cli("reconstruct", str(other), "-o", str(capture), "--until", "preview")
     assert refused.returncode == 2
     assert "--replace-source" in refused.stderr and "Traceback" not in refused.stderr
     assert (capture / "preview" / "contact.png").read_bytes() == before
-    replaced = cli("reconstruct", str(other), "-o", str(capture), "--replace-source")
+    replaced = cli("reconstruct", str(other), "-o", str(capture), "--replace-source", "--until", "preview")
     assert replaced.returncode == 0, replaced.stderr
     assert json.loads((capture / "capture.json").read_text())["source"]["frames"] == 12
 
@@ -69,7 +70,7 @@ def test_reconstruct_refuses_a_non_empty_foreign_folder(cli, clip_30, tmp_path):
     folder = tmp_path / "Documents"
     folder.mkdir()
     (folder / "taxes.pdf").write_bytes(b"%PDF")
-    out = cli("reconstruct", str(clip_30), "-o", str(folder))
+    out = cli("reconstruct", str(clip_30), "-o", str(folder), "--until", "preview")
     assert out.returncode == 2 and "not empty" in out.stderr
     assert os.listdir(folder) == ["taxes.pdf"]
 
@@ -81,11 +82,13 @@ def test_status_of_a_non_capture_is_a_clear_error(cli, tmp_path):
 
 
 def test_demo_produces_its_capture(cli, tmp_path):
-    out = cli("demo", "-o", str(tmp_path / "demo"), timeout=300)
+    out = cli("demo", "-o", str(tmp_path / "demo"), timeout=900)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert Path(result["video"]).stat().st_size > 0
     assert (Path(result["capture"]) / "preview" / "contact.png").exists()
+    assert (Path(result["capture"]) / "fit.npz").exists()
+    assert result["fit"]["face_vertex_error_mm_vs_truth"] < 12.0 and result["fit"]["reproj_iod_mean"] < 0.03
     assert sum(line.startswith("v ") for line in Path(result["head"]).read_text().splitlines()) == 4801
 
 

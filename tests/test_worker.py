@@ -34,7 +34,7 @@ def test_worker_that_crashes_without_protocol_reports_its_last_words(tmp_path):
 
 def test_reconstruct_events_arrive_in_order(clip_30, tmp_path):
     events = []
-    result = run_worker(["reconstruct", str(clip_30), "-o", str(tmp_path / "cap")], on_event=events.append, timeout_s=120)
+    result = run_worker(["reconstruct", str(clip_30), "-o", str(tmp_path / "cap"), "--until", "preview"], on_event=events.append, timeout_s=120)
     kinds = [(e["type"], e.get("status")) for e in events if e["type"] != "progress"]
     assert kinds == [("stage", "started"), ("stage", "done"), ("result", None)]
     progress = [e["fraction"] for e in events if e["type"] == "progress"]
@@ -62,11 +62,11 @@ def test_cancel_stops_the_worker_within_two_seconds(behaviour):
 def test_real_worker_cancel_leaves_a_resumable_capture(tmp_path):
     clip = write_turning_head_clip(tmp_path / "long.mp4", frames=300, width=320, height=240)
     capture_dir = tmp_path / "cap"
-    worker = WorkerProcess(["reconstruct", str(clip), "-o", str(capture_dir)]).start()
+    worker = WorkerProcess(["reconstruct", str(clip), "-o", str(capture_dir), "--until", "preview"]).start()
     worker.request_cancel()  # arrives before the stage's first progress check
     assert worker.wait(timeout_s=30) == 130
     assert "resume" in worker.error_message()
     assert Capture.open(capture_dir).stage_record("preview")["status"] == "cancelled"
-    result = run_worker(["reconstruct", str(clip), "-o", str(capture_dir)], timeout_s=120)
+    result = run_worker(["reconstruct", str(clip), "-o", str(capture_dir), "--until", "preview"], timeout_s=120)
     assert result["stages"][0]["status"] == "done"
     assert (capture_dir / "preview" / "contact.png").stat().st_size > 0
