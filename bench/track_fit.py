@@ -163,7 +163,8 @@ def main():
                 }
                 records.append(record)
                 print(f"seed {seed} focal {label}: frames {fmt(row['frames_s'])}, track {fmt(row['track_s'])}, "
-                      f"fit {fmt(row['fit_s'])} (s); vertex error {row['vertex_error_mm_mean']:.2f} mm", file=sys.stderr)
+                      f"fit {fmt(row['fit_s'])} (s); vertex error {row['vertex_error_mm_mean']:.2f} mm; focal {row['focal_fit_px']} px "
+                      f"(PnP estimate {row['focal_pnp_estimate_px']}, true {focal_px:.1f})", file=sys.stderr)
 
     print_table(records, on_target_clip)
     if not args.no_log:
