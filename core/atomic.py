@@ -73,6 +73,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def atomic_write_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """Write numpy arrays as an uncompressed ``.npz`` that appears whole or not at all."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, Any]:
+    """Every array of an ``.npz`` file, loaded without ever unpickling (object arrays are refused)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
 def _json_default(value: Any) -> Any:
     """Serialize numpy scalars/arrays and paths that stage params may contain."""
     if isinstance(value, os.PathLike):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import VideoError
+from .atomic import atomic_path
+from .errors import InputError, VideoError
 from .native_stderr import native_stderr_captured
 
 # Friendly names for the FourCC codes FFmpeg reports for common phone/desktop codecs.
@@ -263,6 +264,28 @@ def _stream(path: str | os.PathLike, wanted: Callable[[int], bool], last: int | 
             position += 1
     finally:
         capture.release()
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, size: tuple[int, int],
+                fourcc: str = "mp4v") -> Path:
+    """Encode (H, W, 3) uint8 BGR ``frames`` of ``size`` (width, height) into a video that appears whole or not at all.
+
+    mp4v (.mp4) and MJPG (.avi) are always available in OpenCV's FFmpeg. The
+    frames are consumed one at a time, so a generator keeps memory at one frame.
+    """
+    import cv2
+
+    dest = Path(path)
+    with atomic_path(dest) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, tuple(size))
+        if not writer.isOpened():
+            raise InputError(f"{dest}: OpenCV cannot write {fourcc} video to this file type (use .mp4 for mp4v, .avi for MJPG)")
+        try:
+            for frame in frames:
+                writer.write(frame)
+        finally:
+            writer.release()
+    return dest
 
 
 def downscale(image: np.ndarray, max_side: int | None) -> np.ndarray:

@@ -102,14 +102,10 @@ def landmark_reliability(model: HeadModel, spread_mm: float) -> np.ndarray:
 
 def project_points(points: Any, focal: Any, principal: Any) -> Any:
     """(..., 3) world points (camera at the origin looking along -z, y up) -> (..., 2) pixels."""
-    depth = (-points[..., 2]).clamp_min(1e-4)
-    return torch_stack2(principal[0] + focal * points[..., 0] / depth, principal[1] - focal * points[..., 1] / depth)
-
-
-def torch_stack2(a: Any, b: Any) -> Any:
     import torch
 
-    return torch.stack([a, b], -1)
+    depth = (-points[..., 2]).clamp_min(1e-4)
+    return torch.stack([principal[0] + focal * points[..., 0] / depth, principal[1] - focal * points[..., 1] / depth], -1)
 
 
 class _LandmarkHead:
@@ -175,13 +171,13 @@ def view_yaw_deg(points: Any, rotation_aa: Any) -> np.ndarray:
     return np.degrees(np.arctan2(local[:, 0], local[:, 2]))
 
 
-def _rest_landmarks(model: HeadModel) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks of the mean head at rest (L, 3) and the root joint (3,)."""
+def _rest_landmarks(model: HeadModel, shape: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks (L, 3) and root joint (3,) of the head with identity ``shape`` (None: the mean head) at rest."""
     import torch
 
-    verts, joints = model.vertices(pose=torch.zeros(1, model.num_joints, 3, dtype=torch.float64), return_joints=True)
-    points = model.landmarks(verts)[0].numpy()
-    return points, joints[0, 0].numpy()
+    shape_t = None if shape is None else torch.as_tensor(np.asarray(shape)[None], dtype=torch.float64)
+    verts, joints = model.vertices(shape_t, pose=torch.zeros(1, model.num_joints, 3, dtype=torch.float64), return_joints=True)
+    return model.landmarks(verts)[0].numpy(), joints[0, 0].numpy()
 
 
 def _pnp(points3d: np.ndarray, points2d: np.ndarray, focal: float, principal: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -338,9 +334,7 @@ class _Problem:
         import cv2
         import torch
 
-        shape_t = torch.as_tensor(shape[None], dtype=torch.float64)
-        verts, joints = self.model.vertices(shape_t, pose=torch.zeros(1, self.J, 3, dtype=torch.float64), return_joints=True)
-        rest, root_joint = self.model.landmarks(verts)[0].numpy(), joints[0, 0].numpy()
+        rest, root_joint = _rest_landmarks(self.model, shape)
         rotations, translations = np.zeros((len(frames), 3)), np.zeros((len(frames), 3))
         for k, i in enumerate(frames):
             found = _pnp(rest[self.usable[i]], self.observed[i, self.usable[i]], focal, self.principal)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
 from ..capture import Capture
 from ..errors import CaptureError, InputError
+from ..video import write_video
 from .stage import FIT_NPZ, load_fit
 
 WIRE_BGR = (255, 200, 80)
@@ -26,20 +26,16 @@ TRACKED_BGR = (80, 220, 80)
 FITTED_BGR = (60, 60, 235)
 
 
-def _wire_segments(model: Any, verts: np.ndarray, pixels: np.ndarray) -> list[np.ndarray]:
-    """Closed pixel polylines of the polygons facing the camera (camera at the origin)."""
-    polygons = model.polygons
-    quads = polygons[:, 3] >= 0
-    corners = np.where(polygons >= 0, polygons, polygons[:, :1])
-    p0, p1, p2 = verts[corners[:, 0]], verts[corners[:, 1]], verts[corners[:, 2]]
-    normal = np.cross(p1 - p0, p2 - p0)
-    centre = verts[corners].mean(1)
-    facing = (normal * -centre).sum(1) > 0
-    lines = []
-    for polygon, is_quad in zip(corners[facing], quads[facing]):
-        ids = polygon if is_quad else polygon[:3]
-        lines.append(np.round(pixels[ids] * 4).astype(np.int32))    # 2 fractional bits for cv2's shift
-    return lines
+def _wire_segments(model: Any, cam_verts: np.ndarray, pixels: np.ndarray) -> list[np.ndarray]:
+    """Closed pixel polylines (2 fractional bits) of the polygons facing a camera at the origin.
+
+    Triangles repeat their first corner as a fourth, so every polygon is a
+    4-point outline and the whole set is one array.
+    """
+    corners = np.where(model.polygons >= 0, model.polygons, model.polygons[:, :1])
+    p0, p1, p2 = cam_verts[corners[:, 0]], cam_verts[corners[:, 1]], cam_verts[corners[:, 2]]
+    facing = (np.cross(p1 - p0, p2 - p0) * -cam_verts[corners].mean(1)).sum(1) > 0
+    return list(np.round(pixels[corners[facing]] * 4).astype(np.int32))
 
 
 def write_fit_preview(capture_dir: str | os.PathLike, output: str | os.PathLike, fps: float = 8.0,
@@ -68,42 +64,34 @@ def write_fit_preview(capture_dir: str | os.PathLike, output: str | os.PathLike,
     T = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     width, height = (int(v) for v in fit["image_size"])
     fourcc = "mp4v" if dest.suffix.lower() == ".mp4" else "MJPG"
-    with atomic_path(dest) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-        if not writer.isOpened():
-            raise InputError(f"{dest}: cannot write a {fourcc} video there")
-        try:
-            for i in range(N):
-                image = cv2.imread(str(capture.path("frames") / listing[int(fit["frame"][i])]["file"]), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise CaptureError(f"{capture.root}: frame image {listing[int(fit['frame'][i])]['file']} is missing; rerun the frames stage")
-                with torch.no_grad():
-                    verts = model.vertices(T(fit["shape"][None]), T(fit["expression"][i:i + 1]), T(fit["pose"][i:i + 1]),
-                                           T(fit["translation"][i:i + 1]))[0]
-                camera = PinholeCamera(float(fit["focal_px"][i]), float(fit["focal_px"][i]), float(fit["principal_px"][i, 0]),
-                                       float(fit["principal_px"][i, 1]), fit["camera_rotation"][i].astype(np.float64),
-                                       fit["camera_translation"][i].astype(np.float64), width, height)
-                pixels = project(verts.double(), camera)[:, :2].numpy()
-                cam_verts = verts.double().numpy() @ camera.rotation.T + camera.translation
-                overlay = image.copy()
-                cv2.polylines(overlay, _wire_segments(model, _gl(cam_verts), pixels),
-                              True, WIRE_BGR, 1, cv2.LINE_AA, shift=2)
-                image = cv2.addWeighted(overlay, 0.55, image, 0.45, 0)
-                for points, colour in ((fit["landmarks_px"][i], TRACKED_BGR), (fit["projected_px"][i], FITTED_BGR)):
-                    for x, y in np.round(points * 4).astype(np.int32):
-                        cv2.circle(image, (int(x), int(y)), 8, colour, -1, cv2.LINE_AA, shift=2)
-                caption = (f"video frame {int(fit['video_index'][i])}  t={float(fit['time_s'][i]):.2f}s  "
-                           f"landmark error {100 * float(fit['reproj_iod_per_frame'][i]):.2f}% of eye distance")
-                cv2.putText(image, caption, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-                cv2.putText(image, caption, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-                writer.write(image)
-                if progress is not None:
-                    progress.update((i + 1) / N, f"drawing frame {i + 1}/{N}")
-        finally:
-            writer.release()
+
+    def frames() -> Any:
+        for i in range(N):
+            name = listing[int(fit["frame"][i])]["file"]
+            image = cv2.imread(str(capture.path("frames") / name), cv2.IMREAD_COLOR)
+            if image is None:
+                raise CaptureError(f"{capture.root}: frame image {name} is missing; rerun the frames stage")
+            with torch.no_grad():
+                verts = model.vertices(T(fit["shape"][None]), T(fit["expression"][i:i + 1]), T(fit["pose"][i:i + 1]),
+                                       T(fit["translation"][i:i + 1]))[0]
+            camera = PinholeCamera(float(fit["focal_px"][i]), float(fit["focal_px"][i]), float(fit["principal_px"][i, 0]),
+                                   float(fit["principal_px"][i, 1]), fit["camera_rotation"][i].astype(np.float64),
+                                   fit["camera_translation"][i].astype(np.float64), width, height)
+            pixels = project(verts.double(), camera)[:, :2].numpy()
+            cam_verts = verts.double().numpy() @ camera.rotation.T + camera.translation
+            overlay = image.copy()
+            cv2.polylines(overlay, _wire_segments(model, cam_verts, pixels), True, WIRE_BGR, 1, cv2.LINE_AA, shift=2)
+            image = cv2.addWeighted(overlay, 0.55, image, 0.45, 0)
+            for points, colour in ((fit["landmarks_px"][i], TRACKED_BGR), (fit["projected_px"][i], FITTED_BGR)):
+                for x, y in np.round(points * 4).astype(np.int32):
+                    cv2.circle(image, (int(x), int(y)), 8, colour, -1, cv2.LINE_AA, shift=2)
+            caption = (f"video frame {int(fit['video_index'][i])}  t={float(fit['time_s'][i]):.2f}s  "
+                       f"landmark error {100 * float(fit['reproj_iod_per_frame'][i]):.2f}% of eye distance")
+            cv2.putText(image, caption, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(image, caption, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+            yield image
+            if progress is not None:
+                progress.update((i + 1) / N, f"drawing frame {i + 1}/{N}")
+
+    write_video(dest, frames(), fps, (width, height), fourcc)
     return {"preview": str(dest.resolve()), "frames": N, "fps": fps}
-
-
-def _gl(cam_verts: np.ndarray) -> np.ndarray:
-    """OpenCV camera coordinates -> the camera-at-origin, looking-along--z frame ``_wire_segments`` expects."""
-    return cam_verts * np.array([1.0, -1.0, -1.0])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_write_npz, read_npz
 from ..stages import Stage, StageContext
 from ..track.stage import TRACKING_NPZ, load_tracking
 from .optimize import CAMERA_ROTATION, FitOptions, fit_landmarks
@@ -70,19 +70,17 @@ def run_fit(ctx: StageContext) -> None:
                            times_s=tracking["time_s"], options=options, progress=progress.sub(0.02, 0.97),
                            cancel=progress.progress.cancel, view=view)
     N = len(result.pose)
-    with atomic_path(ctx.output(FIT_NPZ)) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle, shape=result.shape, expression=result.expression, pose=result.pose, translation=result.translation,
-                focal_px=np.full(N, result.focal_px, np.float32), principal_px=np.tile(result.principal_px, (N, 1)).astype(np.float32),
-                camera_rotation=np.tile(CAMERA_ROTATION, (N, 1, 1)).astype(np.float32), camera_translation=np.zeros((N, 3), np.float32),
-                image_size=np.array(image_size, np.int32), frame=tracking["frame"], video_index=tracking["video_index"],
-                time_s=tracking["time_s"], landmarks_px=tracking["landmarks"][..., :2], projected_px=result.projected_px,
-                weights=result.weights, reproj_iod_per_frame=result.reproj_iod_per_frame.astype(np.float32),
-                iod_px=result.iod_px.astype(np.float32), expression_names=np.array(model.expression_names),
-                joint_names=np.array(model.joint_names), model_source=np.array(model.source),
-                model_fingerprint=np.array(str(model.metadata.get("fingerprint", ""))),
-            )
+    atomic_write_npz(
+        ctx.output(FIT_NPZ), shape=result.shape, expression=result.expression, pose=result.pose, translation=result.translation,
+        focal_px=np.full(N, result.focal_px, np.float32), principal_px=np.tile(result.principal_px, (N, 1)).astype(np.float32),
+        camera_rotation=np.tile(CAMERA_ROTATION, (N, 1, 1)).astype(np.float32), camera_translation=np.zeros((N, 3), np.float32),
+        image_size=np.array(image_size, np.int32), frame=tracking["frame"], video_index=tracking["video_index"],
+        time_s=tracking["time_s"], landmarks_px=tracking["landmarks"][..., :2], projected_px=result.projected_px,
+        weights=result.weights, reproj_iod_per_frame=result.reproj_iod_per_frame.astype(np.float32),
+        iod_px=result.iod_px.astype(np.float32), expression_names=np.array(model.expression_names),
+        joint_names=np.array(model.joint_names), model_source=np.array(model.source),
+        model_fingerprint=np.array(str(model.metadata.get("fingerprint", ""))),
+    )
     per_frame = result.reproj_iod_per_frame
     worst = int(np.argmax(per_frame))
     ctx.metrics.update({
@@ -101,8 +99,7 @@ def run_fit(ctx: StageContext) -> None:
 
 
 def load_fit(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    return read_npz(path)
 
 
 FIT_STAGE = Stage(

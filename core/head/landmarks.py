@@ -70,8 +70,6 @@ def embed_landmarks(model: HeadModel, views: tuple[tuple[float, float], ...] = D
     """
     import torch
 
-    from ..texture.raster import interpolate, project, rasterize
-
     if len(views) < MIN_VIEWS_DETECTED or image_size < 128:
         raise ValueError(f"embed_landmarks needs at least {MIN_VIEWS_DETECTED} views and renders of at least 128 pixels")
     template = np.asarray(model.template_m, np.float64)
@@ -81,17 +79,8 @@ def embed_landmarks(model: HeadModel, views: tuple[tuple[float, float], ...] = D
     size = image_size * SUPERSAMPLING
     painter = _FacePainter(model)
 
-    def view_raster(yaw: float, pitch: float) -> tuple[Any, Any]:
-        camera = _orbit_camera(painter.target, painter.distance, yaw, pitch, size)
-        return rasterize(project(verts, camera), faces, size, size), camera
-
     # renders first, then every detection in one quiet block (mediapipe logs from its own threads)
-    images = []
-    for k, (yaw, pitch) in enumerate(views):
-        raster, camera = view_raster(yaw, pitch)
-        images.append(_downsample(painter.paint(raster, interpolate(verts, faces, raster), camera), SUPERSAMPLING))
-        if progress is not None:
-            progress.update(0.8 * (k + 1) / len(views), f"rendered landmark view {k + 1}/{len(views)}")
+    images = render_views(painter, verts, faces, views, image_size, progress, "rendered landmark view {done}/{total}")
     detections = _detect_faces(images)
 
     hits, hit_ok, mirror_votes, view_report = [], [], [], []
@@ -99,7 +88,7 @@ def embed_landmarks(model: HeadModel, views: tuple[tuple[float, float], ...] = D
         view_report.append({"yaw_deg": float(yaw), "pitch_deg": float(pitch), "detected": found is not None})
         if found is None:
             continue
-        points, ok = _back_project(found * SUPERSAMPLING, view_raster(yaw, pitch)[0], verts, faces)
+        points, ok = _back_project(found * SUPERSAMPLING, view_raster(painter, verts, faces, yaw, pitch, size)[0], verts, faces)
         hits.append(points)
         hit_ok.append(ok)
         if flipped is not None:
@@ -235,6 +224,29 @@ class _FacePainter:
 
 
 FacePainter = _FacePainter      # public name, for renderers of posed heads (core/synth/head_clip.py)
+
+
+def view_raster(painter: _FacePainter, verts: Any, faces: Any, yaw: float, pitch: float, size: int) -> tuple[Any, Any]:
+    """Raster and camera of the head seen from (yaw, pitch) degrees by the painter's orbit camera, ``size`` pixels square."""
+    from ..texture.raster import project, rasterize
+
+    camera = _orbit_camera(painter.target, painter.distance, yaw, pitch, size)
+    return rasterize(project(verts, camera), faces, size, size), camera
+
+
+def render_views(painter: _FacePainter, verts: Any, faces: Any, views: Any, image_size: int, progress: Any,
+                 message: str) -> list[np.ndarray]:
+    """(image_size, image_size, 3) uint8 renders per (yaw, pitch) view, supersampled; progress to 0.8."""
+    from ..texture.raster import interpolate
+
+    size = image_size * SUPERSAMPLING
+    images = []
+    for k, (yaw, pitch) in enumerate(views):
+        raster, camera = view_raster(painter, verts, faces, yaw, pitch, size)
+        images.append(_downsample(painter.paint(raster, interpolate(verts, faces, raster), camera), SUPERSAMPLING))
+        if progress is not None:
+            progress.update(0.8 * (k + 1) / len(views), message.format(done=k + 1, total=len(views)))
+    return images
 
 
 def _brow_band(position: Any, eye_centre: np.ndarray, eye_radius: float) -> Any:

@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_write_npz, read_npz
 from ..paths import default_cache_dir
 from .landmarks import (
-    SUPERSAMPLING, _back_project, _detect_faces, _downsample, _FacePainter, _geometric_median, _orbit_camera,
-    _snap_to_surface,
+    SUPERSAMPLING, _back_project, _detect_faces, _FacePainter, _geometric_median, _snap_to_surface, render_views, view_raster,
 )
 from .model import HeadModel
 
@@ -75,22 +74,18 @@ def get_view_landmarks(model: HeadModel, cache_dir: str | os.PathLike | None = N
     path = Path(cache_dir or default_cache_dir()) / "heads" / f"view-landmarks-{_model_key(model)}.npz"
     if path.is_file():
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return ViewLandmarks(data["yaws_deg"], data["faces"], data["barycentrics"], data["measured"])
+            data = read_npz(path)
+            return ViewLandmarks(data["yaws_deg"], data["faces"], data["barycentrics"], data["measured"])
         except (OSError, ValueError, KeyError):
             pass  # damaged cache entry: measure again
     result = measure_view_landmarks(model, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, yaws_deg=result.yaws_deg, faces=result.faces, barycentrics=result.barycentrics, measured=result.measured)
+    atomic_write_npz(path, yaws_deg=result.yaws_deg, faces=result.faces, barycentrics=result.barycentrics, measured=result.measured)
     return result
 
 
 def measure_view_landmarks(model: HeadModel, progress: Any = None) -> ViewLandmarks:
     import torch
-
-    from ..texture.raster import interpolate, project, rasterize
 
     template = np.asarray(model.template_m, np.float64)
     faces = torch.as_tensor(model.faces, dtype=torch.long)
@@ -98,14 +93,7 @@ def measure_view_landmarks(model: HeadModel, progress: Any = None) -> ViewLandma
     size = IMAGE_SIZE * SUPERSAMPLING
     painter = _FacePainter(model)
     views = [(yaw, pitch) for yaw in BIN_YAWS_DEG for pitch in BIN_PITCHES_DEG]
-    images, rasters = [], []
-    for k, (yaw, pitch) in enumerate(views):
-        camera = _orbit_camera(painter.target, painter.distance, yaw, pitch, size)
-        raster = rasterize(project(verts, camera), faces, size, size)
-        images.append(_downsample(painter.paint(raster, interpolate(verts, faces, raster), camera), SUPERSAMPLING))
-        rasters.append(raster)
-        if progress is not None:
-            progress.update(0.8 * (k + 1) / len(views), f"rendered view {k + 1}/{len(views)} for view-dependent landmarks")
+    images = render_views(painter, verts, faces, views, IMAGE_SIZE, progress, "rendered view {done}/{total} for view-dependent landmarks")
     detections = _detect_faces(images)
 
     L = len(model.landmark_faces)
@@ -120,7 +108,8 @@ def measure_view_landmarks(model: HeadModel, progress: Any = None) -> ViewLandma
             found = detections[index][0]
             if found is None:
                 continue
-            points, ok = _back_project(found * SUPERSAMPLING, rasters[index], verts, faces)
+            # rasterized again rather than kept: 33 rasters of this size would hold ~0.5 GB
+            points, ok = _back_project(found * SUPERSAMPLING, view_raster(painter, verts, faces, *views[index], size)[0], verts, faces)
             hits.append(points)
             valid.append(ok)
         if not hits:

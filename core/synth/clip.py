@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
 from ..errors import InputError
+from ..video import write_video
 
 
 def draw_head_frame(width: int, height: int, yaw: float) -> np.ndarray:
@@ -47,19 +47,7 @@ def write_turning_head_clip(
     fourcc: str = "mp4v",      # codec FourCC; mp4v (.mp4) and MJPG (.avi) are always available
 ) -> Path:
     """Write the drawn turning-head clip atomically and return its path."""
-    import cv2
-
     if frames < 1 or width < 16 or height < 16 or fps <= 0:
         raise InputError(f"cannot write a clip of {frames} frames at {width}x{height}, {fps} fps")
-    dest = Path(path)
-    with atomic_path(dest) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-        if not writer.isOpened():
-            raise InputError(f"{dest}: OpenCV cannot write {fourcc} video to this file type")
-        try:
-            for i in range(frames):
-                yaw = np.sin(2 * np.pi * i / max(frames, 2))
-                writer.write(draw_head_frame(width, height, float(yaw)))
-        finally:
-            writer.release()
-    return dest
+    images = (draw_head_frame(width, height, float(np.sin(2 * np.pi * i / max(frames, 2)))) for i in range(frames))
+    return write_video(path, images, fps, (width, height), fourcc)

@@ -33,12 +33,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_write_npz
 from ..errors import InputError
 from ..head.model import HeadModel, HeadModelError
 
@@ -364,21 +363,16 @@ def write_head_clip(model: HeadModel, video_path: str | os.PathLike, gt_path: st
 
     progress: an object with ``update(fraction, message)`` or None.
     """
-    import cv2
+    from ..video import write_video
 
     gt = sample_head_clip(model, spec)
-    with atomic_path(gt_path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **gt)
-    video = Path(video_path)
-    with atomic_path(video) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
-        if not writer.isOpened():
-            raise InputError(f"{video}: OpenCV cannot write mp4v video to this file type; use .mp4")
-        try:
-            for i, frame in enumerate(render_frames(model, gt, spec)):
-                writer.write(frame)
-                if progress is not None:
-                    progress.update((i + 1) / spec.frames, f"rendered frame {i + 1}/{spec.frames}")
-        finally:
-            writer.release()
+    atomic_write_npz(gt_path, **gt)
+
+    def frames() -> Iterator[np.ndarray]:
+        for i, frame in enumerate(render_frames(model, gt, spec)):
+            yield frame
+            if progress is not None:
+                progress.update((i + 1) / spec.frames, f"rendered frame {i + 1}/{spec.frames}")
+
+    write_video(video_path, frames(), spec.fps, (spec.width, spec.height))
     return gt

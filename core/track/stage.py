@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_write_npz, read_npz
 from ..errors import CaptureError
 from ..native_stderr import native_stderr_captured
 from ..stages import Stage, StageContext
@@ -177,9 +177,7 @@ def run_track(ctx: StageContext) -> None:
     disagreement = np.stack([r[3] for r in rows]).astype(np.float32)
     confidence = confidence_from_disagreement(disagreement, landmarks)
     bbox = np.concatenate([landmarks[..., :2].min(1), landmarks[..., :2].max(1)], 1)
-    with atomic_path(ctx.output(TRACKING_NPZ)) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, frame=np.array([r[0] for r in rows], np.int32),
+    atomic_write_npz(ctx.output(TRACKING_NPZ), frame=np.array([r[0] for r in rows], np.int32),
                      video_index=np.array([r[1]["index"] for r in rows], np.int64),
                      time_s=np.array([r[1]["time_s"] for r in rows], np.float64),
                      landmarks=landmarks, confidence=confidence, disagreement_px=disagreement,
@@ -193,8 +191,7 @@ def run_track(ctx: StageContext) -> None:
 
 
 def load_tracking(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    return read_npz(path)
 
 
 TRACK_STAGE = Stage(
