@@ -6,6 +6,7 @@ PROBE_VIDEO = "studio_avatar.probe_video"
 SELECT_VIDEO = "studio_avatar.select_video"
 CANCEL_JOB = "studio_avatar.cancel_job"
 ADD_HEAD = "studio_avatar.add_head"
+BUILD_AVATAR = "studio_avatar.build_avatar"
 
 PANEL_CAPTURE = "STUDIO_AVATAR_PT_capture"
 SIDEBAR_CATEGORY = "Studio Avatar"

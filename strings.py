@@ -31,6 +31,19 @@ HEAD_SOURCE_ITEMS = (
 NUM_EXPRESSIONS = "Expressions"
 NUM_EXPRESSIONS_TIP = "How many expressions become shape keys (FLAME: the first N components); 0: all"
 
+# Build Avatar from Capture
+BUILD_AVATAR = "Build Avatar from Capture"
+BUILD_AVATAR_TIP = (
+    "Add the avatar of a reconstructed capture folder: the rigged head with the fitted identity, a skin material "
+    "from the best albedo, eye and mouth materials, in a new collection at the 3D cursor"
+)
+CAPTURE_FOLDER = "Capture Folder"
+CAPTURE_FOLDER_TIP = "A capture folder made by reconstruct (with capture.json, fit.npz and textures/)"
+PACK_IMAGES = "Pack Images"
+PACK_IMAGES_TIP = "Pack the avatar's images into the .blend instead of referencing the files in the capture folder"
+ERR_NO_CAPTURE = "Choose a capture folder first"
+MSG_AVATAR_BUILT = "Built {name} from capture {capture} ({albedo} albedo)"
+
 # Facts
 FACT_RESOLUTION = "Resolution"
 FACT_FRAMES = "Frames"

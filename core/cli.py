@@ -5,6 +5,7 @@ Examples::
     studio-avatar probe clip.mp4
     studio-avatar reconstruct clip.mp4 -o captures/anna
     studio-avatar status captures/anna
+    studio-avatar build captures/anna -o anna.blend
     studio-avatar demo -o demo_out
     studio-avatar --worker probe clip.mp4      # JSON-lines protocol on stdout, "cancel" on stdin
 
@@ -113,6 +114,30 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     }
 
 
+def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .avatar_inputs import read_avatar_inputs
+    from .head.source import load_head
+
+    try:
+        from .blender.avatar import check_blend_output, write_avatar_blend
+    except ImportError as exc:
+        if exc.name != "bpy":
+            raise
+        raise StudioAvatarError(
+            "`build` needs Blender's Python module bpy (pip install bpy==4.5.15 in Python 3.11, as the README says); "
+            "inside Blender use Studio Avatar > Build Avatar from Capture instead") from None
+    stage = progress.stage("build")
+    check_blend_output(args.output, args.overwrite)  # before the slow part: refuse an existing file at once
+    stage.update(0.0, "reading the capture", force=True)
+    inputs = read_avatar_inputs(args.capture)
+    stage.update(0.05, "loading the head model the fit used", force=True)
+    model = load_head(inputs.flame_model or None, inputs.flame_uv or None, args.cache_dir, with_landmarks=False)
+    stage.update(0.4, f"building the rigged head with the {inputs.albedo_kind} albedo", force=True)
+    result = write_avatar_blend(model, inputs, args.output, pack=args.pack, overwrite=args.overwrite, name=args.name)
+    stage.update(1.0, f"wrote {result['blend']}", force=True)
+    return result
+
+
 def _head_from_args(args: argparse.Namespace):
     from .head.source import load_head
 
@@ -180,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show which stages of a capture are done, stale or pending")
     status.add_argument("capture", help="capture folder")
     status.set_defaults(handler=_cmd_status)
+
+    build = commands.add_parser("build", help="write the avatar of a reconstructed capture as a .blend "
+                                "(rigged head with the fitted identity, skin, eye and mouth materials)")
+    build.add_argument("capture", help="capture folder with a finished fit and an albedo texture")
+    build.add_argument("-o", "--output", required=True, help=".blend file to write; its images go into NAME_textures/ beside it")
+    build.add_argument("--pack", action="store_true", help="pack the images into the .blend instead of copying them beside it")
+    build.add_argument("--overwrite", action="store_true", help="replace the .blend if it exists")
+    build.add_argument("--name", default="Studio Avatar", help="name of the avatar's collection and head mesh")
+    build.set_defaults(handler=_cmd_build)
 
     head = commands.add_parser("head", help="inspect or export the head model (open head, or FLAME with --flame)")
     head_commands = head.add_subparsers(dest="head_command", metavar="HEAD_COMMAND", required=True)

@@ -62,38 +62,48 @@ class STUDIO_AVATAR_OT_add_head(WorkerJobMixin, bpy.types.Operator):
 
     def job_finished(self, context, worker):
         if not worker.succeeded:
-            if worker.cancel_requested:
-                self.report({"WARNING"}, strings.MSG_CANCELLED)
-            else:
-                self.report({"ERROR"}, worker.error_message())
-            return {"CANCELLED"}
-        from ..core.head.model import HeadModel
-
+            return self.report_failed_job(worker)
         scene = bpy.data.scenes.get(self._scene_name) or context.scene
         collection = bpy.data.collections.get(self._collection_name) or scene.collection
         try:
-            model = HeadModel.load(worker.result["cache_folder"])
+            model = load_cached_head(worker.result["cache_folder"])
             built = build_head(model, collection=collection, num_expressions=self.num_expressions or None)
         except StudioAvatarError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        except ImportError as exc:  # safetensors missing from this Blender's Python
-            self.report({"ERROR"}, strings.ERR_MISSING_PACKAGE.format(name=exc.name))
-            return {"CANCELLED"}
 
-        built["armature"].location = scene.cursor.location
-        view_layer = context.view_layer
-        for obj in view_layer.objects:
-            obj.select_set(False)
-        new_objects = (built["armature"], built["mesh"], *built["eyes"])
-        for obj in new_objects:
-            obj.select_set(True)
-        view_layer.objects.active = built["mesh"]
+        new_objects = place_and_select(context, scene, built)
         keys = built["mesh"].data.shape_keys
         self.report({"INFO"}, strings.MSG_HEAD_ADDED.format(
             name=built["mesh"].name, vertices=sum(len(obj.data.vertices) for obj in new_objects[1:]),
             expressions=len(keys.key_blocks) - 1 if keys else 0))
         return {"FINISHED"}
+
+
+def load_cached_head(folder):
+    """The head model a worker prepared in ``folder`` (numpy + safetensors, no torch)."""
+    from ..core.head.model import HeadModel
+
+    try:
+        return HeadModel.load(folder)
+    except ImportError as exc:  # safetensors missing from this Blender's Python
+        raise StudioAvatarError(strings.ERR_MISSING_PACKAGE.format(name=exc.name)) from None
+
+
+def place_and_select(context, scene, built):
+    """Put a built head's rig at the 3D cursor and make its objects the selection (the head mesh active).
+
+    Returns the new objects, the armature first.
+    """
+    built["armature"].location = scene.cursor.location
+    view_layer = context.view_layer
+    for obj in view_layer.objects:
+        obj.select_set(False)
+    new_objects = (built["armature"], built["mesh"], *built["eyes"])
+    for obj in new_objects:
+        obj.select_set(True)
+    view_layer.objects.active = built["mesh"]
+    return new_objects
 
 
 def draw_add_menu(self, context):

@@ -144,6 +144,14 @@ class WorkerJobMixin:
     def job_finished(self, context, worker):
         raise NotImplementedError
 
+    def report_failed_job(self, worker):
+        """Report why ``worker`` did not succeed (cancelled, or its one-line error); returns {"CANCELLED"}."""
+        if worker.cancel_requested:
+            self.report({"WARNING"}, strings.MSG_CANCELLED)
+        else:
+            self.report({"ERROR"}, worker.error_message())
+        return {"CANCELLED"}
+
 
 def status_line(state) -> str:
     """One line for the status bar and the panel: stage, percent, message, ETA."""

@@ -79,3 +79,8 @@ class STUDIO_AVATAR_PT_capture(StudioAvatarPanel, bpy.types.Panel):
             draw_error(layout, state.probe_error)
         elif state.probe_status == "NONE":
             layout.label(text=strings.NOT_PROBED, icon="QUESTION")
+
+        layout.separator()
+        row = layout.row()
+        row.enabled = not job.running
+        row.operator(idnames.BUILD_AVATAR, text=strings.BUILD_AVATAR, icon="OUTLINER_OB_ARMATURE")
