@@ -62,7 +62,8 @@ class FitOptions:
     identity_frames: int = 40           # frames used to fit the identity (spread over the clip)
     iterations_rigid: int = 100         # identity phase: rigid pose + shape
     iterations_full: int = 250          # identity phase: everything
-    iterations_frames: int = 150        # per-frame phase (all frames, identity fixed)
+    iterations_rigid_frames: int = 15   # per-frame phase (all frames, identity fixed): rigid pose only
+    iterations_frames: int = 100        # per-frame phase: everything but the identity
     robust_scale: float = 0.02          # Cauchy scale of the residual, in face sizes
     shape_prior: float = 2e-4           # weight of |shape|^2
     expression_prior: float = 2e-4      # weight of the L1 norm of the expression coefficients
@@ -113,7 +114,10 @@ class _LandmarkHead:
 
     With a view-dependent embedding, each frame's landmarks interpolate between
     the two yaw bins around the frame's yaw (set by ``set_yaw``; the frontal
-    embedding until then).
+    embedding until then). Every embedding (and the corners of the frontal
+    embedding's triangles, for the normals) is one sparse matrix applied to the
+    needed vertices: gathers over a (frames, vertices) tensor cost far more in
+    the backward pass.
     """
 
     def __init__(self, model: HeadModel, dtype: Any, view: Any = None) -> None:
@@ -122,10 +126,20 @@ class _LandmarkHead:
         base = model.faces[model.landmark_faces]                         # (L, 3) vertex ids
         binned = model.faces[view.faces] if view is not None else np.zeros((0,) + base.shape, np.int64)   # (K, L, 3)
         self.ids, local = np.unique(np.concatenate([base.ravel(), binned.ravel()]), return_inverse=True)
-        self.local = torch.as_tensor(local[: base.size].reshape(base.shape), dtype=torch.long)
-        self.local_bins = torch.as_tensor(local[base.size:].reshape(binned.shape), dtype=torch.long)
-        self.bary = torch.as_tensor(model.landmark_barycentrics, dtype=dtype)
-        self.bary_bins = torch.as_tensor(view.barycentrics, dtype=dtype) if view is not None else None
+        L, K, n = len(base), len(binned), len(self.ids)
+        local_base, local_bins = local[: base.size].reshape(base.shape), local[base.size:].reshape(binned.shape)
+        # rows: frontal landmarks (L), the frontal triangles' corners (3 L), every bin's landmarks (K L)
+        rows = [np.repeat(np.arange(L), 3), L + np.arange(3 * L)]
+        cols = [local_base.ravel(), local_base.ravel()]
+        values = [np.asarray(model.landmark_barycentrics, np.float64).ravel(), np.ones(3 * L)]
+        if K:
+            rows.append(4 * L + np.repeat(np.arange(K * L), 3))
+            cols.append(local_bins.ravel())
+            values.append(np.asarray(view.barycentrics, np.float64).ravel())
+        index = torch.as_tensor(np.stack([np.concatenate(rows), np.concatenate(cols)]))
+        self.matrix = torch.sparse_coo_tensor(index, torch.as_tensor(np.concatenate(values), dtype=dtype),
+                                              ((4 + K) * L, n), check_invariants=False).coalesce()
+        self.L, self.K = L, K
         self.view = view
         self.model = model
         self.dtype = dtype
@@ -133,32 +147,39 @@ class _LandmarkHead:
 
     def set_yaw(self, yaw_deg: np.ndarray | None) -> None:
         """Per-frame yaw (degrees, as seen from the camera) choosing the embedding bins; None: frontal embedding."""
+        self._bins = None if self.view is None or yaw_deg is None else \
+            self._t(self.view.weights(yaw_deg))                              # (n, K), two non-zeros per row
+
+    def _t(self, array: Any) -> Any:
         import torch
 
-        if self.view is None or yaw_deg is None:
-            self._bins = None
-            return
-        weights = self.view.weights(yaw_deg)                                # (n, K), two non-zeros per row
-        lower = np.argmax(weights > 0, axis=1)
-        upper = np.minimum(lower + 1, weights.shape[1] - 1)
-        t = weights[np.arange(len(lower)), upper] * (upper != lower)
-        self._bins = (torch.as_tensor(lower), torch.as_tensor(upper), torch.as_tensor(t, dtype=self.dtype))
+        return torch.as_tensor(np.asarray(array), dtype=self.dtype)
 
     def __call__(self, shape: Any, expression: Any, pose: Any, translation: Any) -> tuple[Any, Any]:
         import torch
 
-        verts = self.model.vertices(shape, expression, pose, translation, subset=self.ids)
-        tri = verts[:, self.local]                                        # (B, L, 3, 3)
-        normals = torch.nn.functional.normalize(torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1), dim=-1)
-        if self._bins is None:
-            return torch.einsum("blkc,lk->blc", tri, self.bary), normals
-        lower, upper, t = self._bins
-        rows = torch.arange(verts.shape[0])[:, None, None]
-        points = []
-        for which in (lower, upper):
-            corners = verts[rows, self.local_bins[which]]                  # (B, L, 3, 3)
-            points.append(torch.einsum("blkc,blk->blc", corners, self.bary_bins[which]))
-        return points[0] + t[:, None, None] * (points[1] - points[0]), normals
+        verts = self.model.vertices(shape, expression, pose, translation, subset=self.ids)   # (B, n, 3)
+        B, L = verts.shape[0], self.L
+        binned = self._bins is not None
+        matrix = self.matrix if binned else self._frontal_matrix()
+        mixed = torch.sparse.mm(matrix, verts.permute(1, 0, 2).reshape(verts.shape[1], B * 3))      # (rows, B * 3)
+        parts = torch.split(mixed, [L, 3 * L, self.K * L] if binned else [L, 3 * L])               # split: no zero-fill in backward
+        corners = parts[1].reshape(3, L, B, 3)
+        normals = torch.nn.functional.normalize(torch.cross(corners[1] - corners[0], corners[2] - corners[0], dim=-1), dim=-1)
+        if binned:
+            points = torch.einsum("bk,klbc->blc", self._bins, parts[2].reshape(self.K, L, B, 3))
+        else:
+            points = parts[0].reshape(L, B, 3).transpose(0, 1)
+        return points, normals.transpose(0, 1)
+
+    def _frontal_matrix(self) -> Any:
+        import torch
+
+        if not hasattr(self, "_frontal"):
+            rows = self.matrix.indices()[0] < 4 * self.L
+            self._frontal = torch.sparse_coo_tensor(self.matrix.indices()[:, rows], self.matrix.values()[rows],
+                                                    (4 * self.L, self.matrix.shape[1]), check_invariants=False).coalesce()
+        return self._frontal
 
 
 def view_yaw_deg(points: Any, rotation_aa: Any) -> np.ndarray:
@@ -194,6 +215,60 @@ def _pnp(points3d: np.ndarray, points2d: np.ndarray, focal: float, principal: np
     if tvec[2, 0] <= 0:
         return None
     return rvec[:, 0], tvec[:, 0], error
+
+
+def _pnp_from(points3d: np.ndarray, points2d: np.ndarray, focal: float, principal: np.ndarray,
+              rvec: np.ndarray, tvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Refine a pose (OpenCV axes) from a starting guess: stays in the guess's basin (no mirrored solution)."""
+    import cv2
+
+    camera = np.array([[focal, 0, principal[0]], [0, focal, principal[1]], [0, 0, 1]], np.float64)
+    rvec, tvec = cv2.solvePnPRefineLM(points3d, points2d, camera, None, rvec.reshape(3, 1).copy(), tvec.reshape(3, 1).copy())
+    return rvec[:, 0], tvec[:, 0]
+
+
+def _rotation_angle_deg(rvec_a: np.ndarray, rvec_b: np.ndarray) -> float:
+    import cv2
+
+    relative = cv2.Rodrigues(rvec_a)[0].T @ cv2.Rodrigues(rvec_b)[0]
+    return float(np.degrees(np.arccos(np.clip((np.trace(relative) - 1) / 2, -1.0, 1.0))))
+
+
+POSE_JUMP_DEG = 25.0            # a frame's rotation may differ from what its neighbours' motion predicts by this much
+POSE_SPEED_MARGIN = 1.5         # ... plus this times the neighbours' angular speed over the time to the neighbour
+
+
+def _repair_pose_jumps(rvecs: np.ndarray, tvecs: np.ndarray, times: np.ndarray, refine: Any) -> list[int]:
+    """Frames whose rotation jumps away from both neighbours in time: restart them from the nearer neighbour.
+
+    At high yaw, sliding landmarks can make PnP prefer the mirrored pose. A
+    frame counts as a jump when it is further from each of its two neighbours
+    (the next two at either end of the clip) than the neighbours' own motion
+    allows. It is then refined from the nearer neighbour's pose, which keeps
+    it in that pose's basin; if the data still pulls it back, the data wins.
+    Edits ``rvecs``/``tvecs`` (OpenCV axes) in place; ``refine(k, rvec,
+    tvec)`` refines frame k from a guess. Returns the repaired frames.
+    """
+    n, repaired = len(rvecs), []
+    order = np.argsort(times, kind="stable")
+    for position, k in enumerate(order):
+        if n < 3:
+            break
+        pair = (order[1], order[2]) if position == 0 else (order[n - 2], order[n - 3]) if position == n - 1 else \
+            (order[position - 1], order[position + 1])
+        a, b = pair
+        speed = _rotation_angle_deg(rvecs[a], rvecs[b]) / max(abs(times[a] - times[b]), 1e-3)   # degrees per second
+
+        def limit(m: int) -> float:
+            return POSE_JUMP_DEG + POSE_SPEED_MARGIN * speed * abs(times[k] - times[m])
+
+        if all(_rotation_angle_deg(rvecs[k], rvecs[m]) > limit(m) for m in pair):
+            guide = min(pair, key=lambda m: abs(times[m] - times[k]))
+            rvec, tvec = refine(k, rvecs[guide], tvecs[guide])
+            rvecs[k], tvecs[k] = rvec, tvec
+            if _rotation_angle_deg(rvec, rvecs[guide]) <= limit(guide):
+                repaired.append(int(k))
+    return repaired
 
 
 def estimate_focal(rest: np.ndarray, observed: np.ndarray, usable: np.ndarray, image_size: tuple[int, int]) -> float:
@@ -293,14 +368,16 @@ def _fit(model: HeadModel, observed: np.ndarray, confidence: np.ndarray, times: 
     state = problem.optimize(state, subset, fit_identity=True, fit_focal=not known_focal, focal_center=focal0,
                              rounds=(options.iterations_rigid, options.iterations_full), say=say, span=(0.08, 0.55))
     shape, focal = state["shape"].detach().clone(), float(state["log_focal"].detach().exp())
-    # phase 2: every frame with the identity and focal length fixed
+    repairs = list(subset[problem.pose_repairs])
+    # phase 2: every frame with the identity and focal length fixed, starting from phase 1's frames
     if len(subset) < N:
-        state = problem.initial_state(np.arange(N), shape.numpy(), focal)
+        state = problem.initial_state(np.arange(N), shape.numpy(), focal, known={**state, "frames": subset})
+        repairs = sorted(set(repairs) | set(problem.pose_repairs))
         state = problem.optimize(state, np.arange(N), fit_identity=False, fit_focal=False, focal_center=focal,
-                                 rounds=(options.iterations_rigid // 3, options.iterations_frames), say=say, span=(0.55, 1.0))
+                                 rounds=(options.iterations_rigid_frames, options.iterations_frames), say=say, span=(0.55, 1.0))
     return problem.result(state, np.arange(N) if len(subset) < N else subset, info={
         "focal_initial_px": round(focal0, 2), "focal_pnp_estimate_px": None if estimate is None else round(estimate, 2),
-        "focal_known": known_focal, "identity_frames": int(len(subset)), "seconds": round(time.monotonic() - started, 3),
+        "focal_known": known_focal, "identity_frames": int(len(subset)), "pose_repairs": [int(i) for i in repairs], "seconds": round(time.monotonic() - started, 3),
     })
 
 
@@ -329,27 +406,49 @@ class _Problem:
 
         return torch.as_tensor(np.asarray(array), dtype=self.dtype)
 
-    def initial_state(self, frames: np.ndarray, shape: np.ndarray, focal: float) -> dict[str, Any]:
-        """Per-frame rigid poses from PnP with the landmarks of the head ``shape`` at rest."""
+    def initial_state(self, frames: np.ndarray, shape: np.ndarray, focal: float,
+                      known: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Per-frame rigid poses from PnP with the landmarks of the head ``shape`` at rest.
+
+        A frame whose PnP pose disagrees with its neighbours in time (at high
+        yaw, sliding landmarks can make the mirrored pose fit better) restarts
+        from its neighbour's pose. ``known``: a fitted state for ``known["frames"]``
+        (a subset of ``frames``, sorted): those frames keep their values, the
+        others get PnP poses and expressions, jaw and gaze interpolated in time.
+        """
         import cv2
         import torch
 
         rest, root_joint = _rest_landmarks(self.model, shape)
-        rotations, translations = np.zeros((len(frames), 3)), np.zeros((len(frames), 3))
+        camera_rvecs, camera_tvecs = np.zeros((len(frames), 3)), np.zeros((len(frames), 3))
         for k, i in enumerate(frames):
             found = _pnp(rest[self.usable[i]], self.observed[i, self.usable[i]], focal, self.principal)
             if found is None:
                 raise CaptureError(f"frame {i}: the landmarks cannot be explained by a head pose; the tracking is unusable")
-            R = CAMERA_ROTATION @ cv2.Rodrigues(found[0])[0]
+            camera_rvecs[k], camera_tvecs[k] = found[0], found[1]
+        self.pose_repairs = _repair_pose_jumps(camera_rvecs, camera_tvecs, self.times[frames], lambda k, rvec, tvec: _pnp_from(
+            rest[self.usable[frames[k]]], self.observed[frames[k], self.usable[frames[k]]], focal, self.principal, rvec, tvec))
+        rotations, translations = np.zeros((len(frames), 3)), np.zeros((len(frames), 3))
+        for k in range(len(frames)):
+            R = CAMERA_ROTATION @ cv2.Rodrigues(camera_rvecs[k])[0]
             rotations[k] = cv2.Rodrigues(R)[0][:, 0]
-            translations[k] = CAMERA_ROTATION @ found[1] + R @ root_joint - root_joint
+            translations[k] = CAMERA_ROTATION @ camera_tvecs[k] + R @ root_joint - root_joint
         n = len(frames)
-        return {
-            "shape": torch.nn.Parameter(self._t(shape)), "rot": torch.nn.Parameter(self._t(rotations)),
-            "trans": torch.nn.Parameter(self._t(translations)), "expression": torch.nn.Parameter(self._t(np.zeros((n, self.E)))),
-            "jaw": torch.nn.Parameter(self._t(np.zeros((n, 3)))), "gaze": torch.nn.Parameter(self._t(np.zeros((n, 2, 2)))),
-            "log_focal": torch.nn.Parameter(self._t([math.log(focal)])),
-        }
+        values = {"rot": rotations, "trans": translations, "expression": np.zeros((n, self.E)),
+                  "jaw": np.zeros((n, 3)), "gaze": np.zeros((n, 2, 2))}
+        if known is not None:
+            at = np.searchsorted(frames, known["frames"])
+            for name in values:
+                fitted = known[name].detach().numpy().astype(np.float64)
+                if name in ("expression", "jaw", "gaze"):   # smooth quantities: interpolate between the fitted frames
+                    flat = fitted.reshape(len(at), -1)
+                    values[name] = np.stack([np.interp(self.times[frames], self.times[known["frames"]], column)
+                                             for column in flat.T], -1).reshape((n,) + fitted.shape[1:])
+                values[name][at] = fitted
+        state = {name: torch.nn.Parameter(self._t(value)) for name, value in values.items()}
+        state["shape"] = torch.nn.Parameter(self._t(shape))
+        state["log_focal"] = torch.nn.Parameter(self._t([math.log(focal)]))
+        return state
 
     def pose_tensor(self, state: dict[str, Any]) -> Any:
         import torch

