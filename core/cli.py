@@ -29,10 +29,11 @@ from typing import Any, Callable
 
 from . import TOOL_NAME, __version__
 from .device import DEVICE_CHOICES
-from .errors import StudioAvatarError
+from .errors import InputError, StudioAvatarError
 from .progress import CancelToken, JsonLinesSink, NullSink, Progress, TextSink
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE
+DEMO_TEXTURE_SIZE = 1024
 
 
 def _cmd_probe(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -62,6 +63,12 @@ def _stage_params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if args.max_frames is not None:
         params["frames"] = FramesParams(max_frames=args.max_frames)
+    if args.texture_size is not None:
+        from .texture.unwrap import UnwrapParams
+
+        if not 64 <= args.texture_size <= 8192:
+            raise InputError(f"--texture-size must be between 64 and 8192 texels, not {args.texture_size}")
+        params["unwrap"] = UnwrapParams(texture_size=args.texture_size, reference_size=min(512, args.texture_size))
     if args.focal_mm35 or args.flame:
         params["fit"] = FitParams(focal_mm35=args.focal_mm35 or 0.0, flame_model=str(Path(args.flame).resolve()) if args.flame else "",
                                   flame_uv=str(Path(args.flame_uv).resolve()) if args.flame_uv else "")
@@ -91,6 +98,7 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .head.source import load_head
     from .pipeline import reconstruct
     from .synth.head_clip import HeadClipSpec, write_head_clip
+    from .texture.unwrap import UnwrapParams
 
     out = Path(args.output)
     video, truth_path = out / "demo_clip.mp4", out / "demo_truth.npz"
@@ -98,11 +106,12 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     if not (video.exists() and truth_path.exists()):
         progress.stage("synth").update(0.0, "rendering the synthetic demo clip (head turning, known ground truth)", force=True)
         write_head_clip(model, video, truth_path, HeadClipSpec(frames=90, width=640, height=480, yaw_deg=45.0, seed=0))
-    capture, outcomes = reconstruct(video, out / "capture", progress)
+    capture, outcomes = reconstruct(video, out / "capture", progress,
+                                    params={"unwrap": UnwrapParams(texture_size=DEMO_TEXTURE_SIZE, reference_size=512)})
     errors = compare_with_truth(model, load_fit(str(capture.path("fit.npz"))), dict(np.load(truth_path)))
     head_obj = export_obj(model, out / "head.obj")
     report = json.loads(capture.path("report.json").read_text())
-    return {
+    result = {
         "video": str(video.resolve()),
         "capture": str(capture.root.resolve()),
         "stages": [{"stage": o.name, "status": o.status} for o in outcomes],
@@ -110,8 +119,21 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         "fit": {"reproj_iod_mean": report["fit"]["reproj_iod_mean"],
                 "face_vertex_error_mm_vs_truth": round(errors["vertex_error_mm_mean"], 3),
                 "rotation_error_deg_vs_truth": round(errors["rotation_error_deg_mean"], 3)},
+        "texture": {k: report["texture"][k] for k in ("coverage_face", "coverage_head")},
+        "textures": {name: str(capture.path(f"textures/{name}").resolve()) for name in ("phone.png", "delit_classic.png")},
         "check_the_fit": f"studio-avatar fit-preview {capture.root.resolve()} -o {(out / 'fit_preview.mp4').resolve()}",
     }
+    try:
+        from .avatar_inputs import read_avatar_inputs
+        from .blender.avatar import write_avatar_blend
+    except ImportError as exc:   # no bpy in this Python: the capture is still complete
+        result["avatar"] = f"not built ({exc}); run `studio-avatar build` where bpy is installed"
+        return result
+    progress.stage("build").update(0.0, "building avatar.blend", force=True)
+    built = write_avatar_blend(load_head(cache_dir=args.cache_dir, with_landmarks=False), read_avatar_inputs(capture.root),
+                               out / "avatar.blend", overwrite=True)
+    result["avatar"] = built["blend"]
+    return result
 
 
 def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -194,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the camera's 35 mm-equivalent focal length, if known (default: estimated)")
     rec.add_argument("--flame", default=None, metavar="PKL", help="fit a FLAME model (.pkl or .npz) instead of the open head")
     rec.add_argument("--flame-uv", default=None, metavar="OBJ", help="FLAME UV template for --flame")
+    rec.add_argument("--texture-size", type=int, default=None, metavar="TEXELS",
+                     help="texels across the UV textures (default 2048)")
     rec.set_defaults(handler=_cmd_reconstruct)
 
     preview = commands.add_parser("fit-preview", help="draw the fitted head over the frames into a video, to check the fit")

@@ -18,9 +18,11 @@ from .preview import PREVIEW_STAGE
 from .track import TRACK_STAGE
 from .progress import Progress
 from .stages import Pipeline, StageOutcome
+from .texture.delight import DELIGHT_CLASSIC_STAGE
+from .texture.unwrap import UNWRAP_STAGE
 from .video import probe_video
 
-RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE, FIT_STAGE])
+RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE, FIT_STAGE, UNWRAP_STAGE, DELIGHT_CLASSIC_STAGE])
 
 
 def open_or_create_capture(video: str | os.PathLike, capture_dir: str | os.PathLike) -> tuple[Capture, dict[str, Any]]:

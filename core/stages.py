@@ -51,6 +51,7 @@ class Stage:
     inputs: tuple[str, ...] = (SOURCE,)        # "source" or capture-relative outputs of earlier stages
     params_type: type = NoParams               # frozen dataclass of the stage's parameters
     description: str = ""                      # one line, shown in --help and the add-on
+    report_section: str = ""                   # key of the stage's metrics in report.json ("": the stage's name)
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Pipeline:
                 continue
             report["stages"][stage.name] = {"duration_s": record.get("duration_s"), "warnings": record.get("warnings", [])}
             if record.get("metrics"):
-                report[stage.name] = record["metrics"]
+                report[stage.report_section or stage.name] = record["metrics"]
         atomic_write_json(capture.root / REPORT_NAME, report)
         return report
 

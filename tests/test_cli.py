@@ -90,6 +90,9 @@ def test_demo_produces_its_capture(cli, tmp_path):
     assert (Path(result["capture"]) / "fit.npz").exists()
     assert result["fit"]["face_vertex_error_mm_vs_truth"] < 12.0 and result["fit"]["reproj_iod_mean"] < 0.03
     assert sum(line.startswith("v ") for line in Path(result["head"]).read_text().splitlines()) == 4801
+    assert result["texture"]["coverage_face"] > 0.9
+    assert all(Path(path).stat().st_size > 0 for path in result["textures"].values())
+    assert Path(result["avatar"]).stat().st_size > 0
 
 
 def test_head_info_builds_and_caches_the_open_head_with_landmarks(cli):

@@ -1,0 +1,92 @@
+"""Texture files and colour encodings: sRGB <-> linear light, 16-bit PNG, half-float EXR.
+
+Arrays in memory are float32 RGB (channel order R, G, B), row 0 at the top;
+"linear" means linear-light values (0..1 for reflectances), "srgb" the
+sRGB-encoded ones. Files go through OpenCV (BGR on disk order is handled
+here). Writers write to the path they are given; callers (stages) give them
+a staging path, so a file appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
+    srgb = np.asarray(srgb, np.float32)
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(np.asarray(linear, np.float32), 0.0, None)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+SRGB8_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)   # lookup table for 8-bit frames
+
+
+def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
+    """(H, W, 3) RGB or (H, W) values in 0..1 -> 16-bit PNG (the values as they are: encode sRGB first for colour)."""
+    import cv2
+
+    data = np.clip(np.rint(np.asarray(image, np.float64) * 65535.0), 0, 65535).astype(np.uint16)
+    if data.ndim == 3:
+        data = np.ascontiguousarray(data[..., ::-1])
+    if not cv2.imwrite(str(path), data, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+        raise OSError(f"could not write {path}")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An 8- or 16-bit PNG (or any OpenCV format) -> float32 RGB or grey in 0..1, as stored (no decoding)."""
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise OSError(f"could not read the image {path}")
+    scale = 65535.0 if data.dtype == np.uint16 else 255.0 if data.dtype == np.uint8 else 1.0
+    image = data.astype(np.float32) / scale
+    if image.ndim == 3:
+        image = image[..., 2::-1] if image.shape[2] >= 3 else image[..., 0]
+    return np.ascontiguousarray(image)
+
+
+def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
+    """(H, W, 3) RGB float -> half-float OpenEXR (OpenCV's EXR codec is opt-in: enabled here, before first use)."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    data = np.ascontiguousarray(np.asarray(image, np.float32)[..., ::-1])
+    if not cv2.imwrite(str(Path(path)), data, [cv2.IMWRITE_EXR_TYPE, cv2.IMWRITE_EXR_TYPE_HALF]):
+        raise OSError(f"could not write {path}")
+
+
+def read_exr(path: str | os.PathLike) -> np.ndarray:
+    import cv2
+
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise OSError(f"could not read the image {path}")
+    return np.ascontiguousarray(data[..., 2::-1].astype(np.float32))
+
+
+def sample_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """``image`` (H, W[, C]) float32 sampled at (n,) pixel coordinates (0 = the first pixel's centre) -> (n[, C]).
+
+    Bilinear (or nearest) with edge replication, through OpenCV's remap; the
+    points are laid out in rows of 4096 (remap limits images to 32767 rows).
+    """
+    import cv2
+
+    count = len(x)
+    columns = 4096
+    rows = max(1, -(-count // columns))
+    map_x = np.zeros(rows * columns, np.float32)
+    map_y = np.zeros(rows * columns, np.float32)
+    map_x[:count], map_y[:count] = x, y
+    out = cv2.remap(np.ascontiguousarray(image), map_x.reshape(rows, columns), map_y.reshape(rows, columns),
+                    cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape((rows * columns,) + image.shape[2:])[:count]
