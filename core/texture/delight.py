@@ -39,9 +39,9 @@ from ..capture import Capture
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit
 from ..stages import Stage, StageContext
-from .image_io import linear_to_srgb, read_image, srgb_to_linear, write_png16
+from .image_io import linear_to_srgb, push_pull_fill, read_image, srgb_to_linear, write_png16
 from .shading import fit_light
-from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, _fill_holes, _lookup, fitted_model, load_shading
+from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, fitted_model, load_shading
 from .uv import TexelGeometry, texel_geometry
 
 DELIT_CLASSIC_PNG = "textures/delit_classic.png"
@@ -130,8 +130,8 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     confidence = high.gather(read_image(capture.path(COVERAGE_PNG)).astype(np.float32))
     if confidence.ndim > 1:
         confidence = confidence[:, 0]
-    transfer_image = _fill_holes(light["transfer_image"], shading["weight"] > 0)
-    irradiance = (_lookup(transfer_image, high) @ light["light"]).clamp_min(0)                    # (M, 3)
+    transfer_image = push_pull_fill(light["transfer_image"], shading["weight"] > 0)
+    irradiance = (high.sample_image(transfer_image) @ light["light"]).clamp_min(0)                    # (M, 3)
     face = high.skin & ~_region(high, "scalp", "lips") & (confidence > params.min_confidence)
     if int(face.sum()) < 100:
         raise CaptureError("too little of the face was seen to delight the texture; check the capture's coverage")
@@ -162,7 +162,7 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     known = (total / 0.5).clamp(0, 1)
     image = high.image(combined).numpy()
     known_image = high.image(known).numpy()
-    interpolated = high.gather(_fill_holes(image, known_image > 0.05))
+    interpolated = high.gather(push_pull_fill(image, known_image > 0.05))
     distance = high.gather(_distance_to_known(known_image > 0.5)) / size
     fade = torch.exp(-distance / params.prior_length)[:, None]
     prior = skin_tone[None].expand(high.count, 3).clone()
@@ -175,12 +175,11 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
             result[high.regions[name]] = torch.tensor(colour)
 
     progress.update(0.9, "padding the UV islands", force=True)
-    image = _fill_holes(high.image(result.clamp(0, 1)).numpy(), high.mask().numpy())
+    image = push_pull_fill(high.image(result.clamp(0, 1)).numpy(), high.mask().numpy())
     write_png16(output, linear_to_srgb(np.clip(image, 0, 1)))
     skin = high.skin
     return {
         "light_model": light["model"], "light_residuals": light["residuals"],
-        "light_colour": [round(float(v), 4) for v in (mean_irradiance / mean_irradiance.mean()).tolist()],
         "skin_locus_gain": [round(float(v), 4) for v in gain],
         "skin_tone_srgb": [round(float(v), 4) for v in linear_to_srgb(skin_tone.numpy())],
         "own_fraction": round(float((trust[skin] > 0.5).float().mean()), 4),

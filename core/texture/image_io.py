@@ -90,3 +90,21 @@ def sample_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool
     out = cv2.remap(np.ascontiguousarray(image), map_x.reshape(rows, columns), map_y.reshape(rows, columns),
                     cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape((rows * columns,) + image.shape[2:])[:count]
+
+
+def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """(H, W, C) image with the pixels where ``known`` (H, W) is False filled smoothly from the known ones (push-pull)."""
+    import cv2
+
+    levels = [(image * known[..., None], known.astype(np.float32))]
+    while min(levels[-1][1].shape) > 4:
+        colour, weight = levels[-1]
+        levels.append((cv2.resize(colour, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+                       cv2.resize(weight, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)))
+    colour, weight = levels[-1]
+    filled = colour / np.maximum(weight, 1e-6)[..., None]
+    for colour, weight in reversed(levels[:-1]):
+        up = cv2.resize(filled, (colour.shape[1], colour.shape[0]), interpolation=cv2.INTER_LINEAR)
+        w = np.clip(weight, 0, 1)[..., None]
+        filled = np.where(weight[..., None] > 1e-6, colour / np.maximum(weight, 1e-6)[..., None], up) * w + up * (1 - w)
+    return filled.astype(np.float32)

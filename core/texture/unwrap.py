@@ -43,7 +43,7 @@ from ..fit import FIT_NPZ, load_fit
 from ..frames import FRAMES_JSON
 from ..head.model import HeadModel
 from ..stages import Stage, StageContext
-from .image_io import SRGB8_TO_LINEAR, linear_to_srgb, sample_points, write_exr, write_png16
+from .image_io import SRGB8_TO_LINEAR, linear_to_srgb, push_pull_fill, sample_points, write_exr, write_png16
 from .uv import TexelGeometry, texel_geometry, vertex_normals
 
 PHONE_PNG = "textures/phone.png"
@@ -128,7 +128,6 @@ class _FrameSampler:
 
     def sample(self, index: int, frame_linear: np.ndarray, view: dict[str, Any], geometry: TexelGeometry) -> tuple[Any, Any, Any]:
         """(rows (n,), colours (n, 3), weights (n,)) for the texels of ``geometry`` this frame sees."""
-        import cv2
         import torch
 
         p = self.params
@@ -248,24 +247,6 @@ def _solve_gains(samples: Any, weights: Any, iterations: int = 3, stride: int = 
     return gains, _weighted_median(samples / gains[:, None, :], weights)
 
 
-def _fill_holes(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Push-pull fill of the texels where ``known`` is False (so lookups near island borders find a value)."""
-    import cv2
-
-    levels = [(image * known[..., None], known.astype(np.float32))]
-    while min(levels[-1][1].shape) > 4:
-        colour, weight = levels[-1]
-        levels.append((cv2.resize(colour, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
-                       cv2.resize(weight, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)))
-    colour, weight = levels[-1]
-    filled = colour / np.maximum(weight, 1e-6)[..., None]
-    for colour, weight in reversed(levels[:-1]):
-        up = cv2.resize(filled, (colour.shape[1], colour.shape[0]), interpolation=cv2.INTER_LINEAR)
-        w = np.clip(weight, 0, 1)[..., None]
-        filled = np.where(weight[..., None] > 1e-6, colour / np.maximum(weight, 1e-6)[..., None], up) * w + up * (1 - w)
-    return filled.astype(np.float32)
-
-
 def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, outputs: dict[str, Any]) -> dict[str, Any]:
     """Both passes over the capture's frames; writes the files named in ``outputs``; returns the metrics."""
     import torch
@@ -322,8 +303,8 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
     seen_low = weight_low > 1e-3
     transfer_camera = transfer_sum / weight_low.clamp_min(1e-6)[:, None]
     reference_image = low.image(torch.where(seen_low[:, None], reference, torch.zeros_like(reference))).numpy()
-    reference_image = _fill_holes(reference_image, low.image(seen_low).numpy())
-    reference_high = _lookup(reference_image, high)                                                  # (M, 3)
+    reference_image = push_pull_fill(reference_image, low.image(seen_low).numpy())
+    reference_high = high.sample_image(reference_image)                                                  # (M, 3)
 
     # pass 2: full resolution, fused by a weighted mean robust to samples far from the reference
     colour_sum = torch.zeros(high.count, 3)
@@ -368,18 +349,6 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
         "frames": count, "texture_size": params.texture_size,
         "frame_gain_range": [round(float(gains.min()), 4), round(float(gains.max()), 4)],
     }
-
-
-def _lookup(image: np.ndarray, geometry: TexelGeometry) -> Any:
-    """Bilinear lookup of an (S, S, C) texture at the centres of ``geometry``'s texels (another resolution)."""
-    import cv2
-    import torch
-
-    size = geometry.size
-    scale = image.shape[0] / size
-    rows = (geometry.texels // size).float()
-    cols = (geometry.texels % size).float()
-    return torch.as_tensor(sample_points(image, ((cols + 0.5) * scale - 0.5).numpy(), ((rows + 0.5) * scale - 0.5).numpy()))
 
 
 def run_unwrap(ctx: StageContext) -> None:

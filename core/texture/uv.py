@@ -90,6 +90,17 @@ class TexelGeometry:
         downward = self.interpolate(rest_normals)[:, 1] < -0.5
         return face & ~downward & ~self.in_islands(model, "eye_cavity")
 
+    def sample_image(self, image: np.ndarray) -> Any:
+        """(M, C): an (S, S, C) texture of any resolution S sampled bilinearly at these texels' centres."""
+        import torch
+
+        from .image_io import sample_points
+
+        scale = image.shape[0] / self.size
+        rows = (self.texels // self.size).float()
+        cols = (self.texels % self.size).float()
+        return torch.as_tensor(sample_points(image, ((cols + 0.5) * scale - 0.5).numpy(), ((rows + 0.5) * scale - 0.5).numpy()))
+
     def mask(self) -> Any:
         """(size, size) bool: covered texels."""
         import torch
