@@ -299,3 +299,17 @@ def test_uv_template_and_symmetry(tmp_path, flame_file):
     quads.write_text("vt 0 0\nf 1/1 2/1 3/1 4/1\n")
     with pytest.raises(HeadModelError, match="quads.obj: not a FLAME UV template: .*triangles with texture coordinates"):
         load(path, uv_template_path=quads)
+
+
+
+def test_fingerprint_follows_the_files_and_the_expression_count(tmp_path, flame_file):
+    """Fits, textures and avatars are checked against it: another FLAME file must not pass for this one."""
+    path, arrays = flame_file
+    first = load(path).metadata["fingerprint"]
+    assert load(path).metadata["fingerprint"] == first
+    assert load(path, num_expression=1).metadata["fingerprint"] != first
+    changed = dict(arrays, v_template=arrays["v_template"] * 1.01)
+    other = tmp_path / "other" / "generic_model.pkl"
+    other.parent.mkdir()
+    write_flame_pickle(other, changed)
+    assert load(other).metadata["fingerprint"] != first

@@ -14,6 +14,8 @@ does not cache or save the model (callers do, with ``HeadModel.save``).
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 import os
 import pickle
@@ -138,6 +140,10 @@ def load_flame(model_path: str | os.PathLike, uv_template_path: str | os.PathLik
         fraction = _uv_mirror_fraction(uv, faces, face_uv, mirror)
         uv_symmetric = fraction >= 0.99
         metadata.update(uv=str(uv_template_path), uv_mirror_fraction=fraction)
+    # what decides the model: both files and the expression count (fits and textures are checked against it)
+    identity = [metadata["sha256"], file_sha256(uv_template_path) if uv_template_path is not None else "-",
+                str(expressions.shape[2]), str(shapedirs_expressions)]
+    metadata["fingerprint"] = hashlib.sha256("\0".join(identity).encode()).hexdigest()
     version = metadata["flame_version"]
     return HeadModel(
         source=f"flame{version}" if version != "unknown" else "flame",
