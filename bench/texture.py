@@ -38,7 +38,8 @@ from studio_avatar.core.synth.textured_capture import FLAT_WHITE, Light, smooth_
 from studio_avatar.core.texture.delight import DELIGHT_CLASSIC_STAGE, DelightParams  # noqa: E402
 from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, srgb_to_linear  # noqa: E402
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams  # noqa: E402
-from studio_avatar.core.texture.uv import texel_geometry, vertex_normals  # noqa: E402
+from studio_avatar.core.texture.raster import vertex_normals  # noqa: E402
+from studio_avatar.core.texture.uv import texel_geometry  # noqa: E402
 
 TARGET_UNWRAP_S = 20.0
 TARGET_DELIGHT_S = 5.0

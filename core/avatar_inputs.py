@@ -18,7 +18,7 @@ import numpy as np
 from . import TOOL_NAME
 from .capture import Capture
 from .errors import CaptureError
-from .fit import FIT_NPZ, load_fit
+from .fit import FIT_NPZ, check_fitted_model, fit_model_files, load_fit
 from .head.model import HeadModel
 
 # best first: detail-enhanced final albedo, then the GMug output, then the classic delit baseline
@@ -53,12 +53,7 @@ def read_avatar_inputs(capture_dir: str | os.PathLike) -> AvatarInputs:
     fit_path = capture.path(FIT_NPZ)
     if record.get("status") != "done" or not fit_path.is_file():
         raise CaptureError(f"{root}: the capture has no finished fit; run `{TOOL_NAME} reconstruct VIDEO -o {root}` first")
-    params = record.get("params", {})
-    flame_model, flame_uv = str(params.get("flame_model") or ""), str(params.get("flame_uv") or "")
-    for path in (flame_model, flame_uv):
-        if path and not os.path.isfile(path):
-            raise CaptureError(f"{root}: the fit used the FLAME file {path}, which is missing; put it back, or re-run the fit "
-                               f"with another model (`{TOOL_NAME} reconstruct VIDEO -o {root} --flame PKL --force fit`)")
+    flame_model, flame_uv = fit_model_files(capture)
     fit = load_fit(str(fit_path))
     present = [(kind, capture.path(name)) for kind, name in ALBEDO_CHOICES if capture.path(name).is_file()]
     if not present:
@@ -77,14 +72,4 @@ def read_avatar_inputs(capture_dir: str | os.PathLike) -> AvatarInputs:
 
 def check_head_model(inputs: AvatarInputs, model: HeadModel) -> None:
     """Refuse to build on another head model than the fit's: its shape coefficients and UVs would not match."""
-    fingerprint = str(model.metadata.get("fingerprint", ""))
-    if (model.source, fingerprint) != (inputs.model_source, inputs.model_fingerprint) or len(inputs.shape) > model.num_shape:
-        raise CaptureError(
-            f"{inputs.capture}: the fit was made with another head model ({_model_label(inputs.model_source, inputs.model_fingerprint)}) "
-            f"than the one available now ({_model_label(model.source, fingerprint)}), e.g. after an update of the open head; "
-            f"re-run the fit and the stages after it: `{TOOL_NAME} reconstruct VIDEO -o {inputs.capture} --force fit`"
-        )
-
-
-def _model_label(source: str, fingerprint: str) -> str:
-    return f"{source} {fingerprint[:12]}".strip()
+    check_fitted_model(inputs.capture, model, inputs.model_source, inputs.model_fingerprint, len(inputs.shape))

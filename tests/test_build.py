@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
 from build_extension import build
+from fresh_import import heavy_modules_after_import
 
 from studio_avatar.core.atomic import atomic_write_npz
 from studio_avatar.core.avatar_inputs import read_avatar_inputs
@@ -119,18 +120,9 @@ def test_a_capture_without_a_finished_fit_is_refused(open_head, tmp_path):
         read_avatar_inputs(make_capture(tmp_path / "c", open_head, fit_done=False))
 
 
-def test_avatar_inputs_need_neither_bpy_nor_torch(repo_root):
+def test_avatar_inputs_need_neither_bpy_nor_torch():
     """Blender's UI process reads the capture with it before starting the worker."""
-    code = f"""
-import sys
-sys.path.insert(0, {str(repo_root / 'tools')!r})
-from devpath import load_package
-load_package()
-import studio_avatar.core.avatar_inputs
-print(",".join(sorted(m for m in ("bpy", "torch", "cv2") if m in sys.modules)) or "none")
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "none", out.stdout + out.stderr
+    assert heavy_modules_after_import(["studio_avatar.core.avatar_inputs"], ("bpy", "torch", "cv2")) == []
 
 
 # -- studio-avatar build ----------------------------------------------------------------------------

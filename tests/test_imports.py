@@ -1,27 +1,15 @@
 """Importing the add-on package and its core must not import bpy (the core runs in plain Python)."""
 
-import subprocess
-import sys
+from fresh_import import heavy_modules_after_import
 
 
-def test_package_and_core_import_without_bpy(repo_root):
-    code = f"""
-import sys
-sys.path.insert(0, {str(repo_root / 'tools')!r})
-from devpath import load_package
-load_package()
-import importlib
-for name in ("studio_avatar.core", "studio_avatar.core.cli", "studio_avatar.core.pipeline",
-             "studio_avatar.core.stages", "studio_avatar.core.video", "studio_avatar.core.worker",
-             "studio_avatar.core.progress", "studio_avatar.core.capture", "studio_avatar.core.launcher"):
-    importlib.import_module(name)
-heavy = sorted(m for m in ("bpy", "torch", "cv2", "diffusers", "mediapipe") if m in sys.modules)
-print(",".join(heavy) or "none")
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+def test_package_and_core_import_without_bpy():
+    modules = ["studio_avatar.core", "studio_avatar.core.cli", "studio_avatar.core.pipeline",
+               "studio_avatar.core.stages", "studio_avatar.core.video", "studio_avatar.core.worker",
+               "studio_avatar.core.progress", "studio_avatar.core.capture", "studio_avatar.core.launcher"]
+    heavy = heavy_modules_after_import(modules, ("bpy", "torch", "cv2", "diffusers", "mediapipe"))
     # bpy must never come in; torch/cv2 are imported lazily by the functions that need them
-    assert out.stdout.strip() == "none", f"heavy modules imported at package import: {out.stdout.strip()}"
+    assert heavy == [], f"heavy modules imported at package import: {','.join(heavy)}"
 
 
 def test_register_module_is_the_only_bpy_entry(repo_root):

@@ -1,7 +1,5 @@
 """The automatic landmark embedding on the open head: valid, consistent across views, symmetric, anatomical."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -9,6 +7,7 @@ import pytest
 from studio_avatar.core.head.landmarks import embed_landmarks
 from studio_avatar.core.head.model import HeadModelError
 from studio_avatar.core.head.open_head import build_open_head
+from fresh_import import heavy_modules_after_import
 from synthetic_head import make_synthetic_head
 
 NOSE_TIP, CHIN = 1, 152
@@ -100,15 +99,6 @@ def test_mediapipe_logs_nothing(head, capfd):
     assert "W0000" not in err and "INFO:" not in err, err
 
 
-def test_importing_the_modules_stays_light(repo_root):
-    code = f"""
-import sys
-sys.path.insert(0, {str(repo_root / 'tools')!r})
-from devpath import load_package
-load_package()
-import studio_avatar.core.head.landmarks, studio_avatar.core.texture.raster
-print(",".join(sorted(m for m in ("torch", "cv2", "mediapipe") if m in sys.modules)) or "none")
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "none"
+def test_importing_the_modules_stays_light():
+    modules = ["studio_avatar.core.head.landmarks", "studio_avatar.core.texture.raster"]
+    assert heavy_modules_after_import(modules, ("torch", "cv2", "mediapipe")) == []

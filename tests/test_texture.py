@@ -25,7 +25,8 @@ from studio_avatar.core.synth.textured_capture import FLAT_WHITE, Light, smooth_
 from studio_avatar.core.texture.delight import DELIGHT_CLASSIC_STAGE, DelightParams, skin_locus_gain
 from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, srgb_to_linear, write_png16
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams
-from studio_avatar.core.texture.uv import texel_geometry, vertex_normals
+from studio_avatar.core.texture.raster import vertex_normals
+from studio_avatar.core.texture.uv import texel_geometry
 
 SIZE = 512
 WARM_KEY = Light(ambient=(0.35, 0.30, 0.25), key=(0.90, 0.75, 0.55), direction=(0.6, 0.5, 0.6))

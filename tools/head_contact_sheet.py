@@ -31,6 +31,7 @@ from devpath import REPO_ROOT, load_package
 load_package()
 
 from studio_avatar.core.blender.head import build_head  # noqa: E402
+from studio_avatar.core.blender.preview import preview_stage  # noqa: E402
 
 SKIN_RGB = (0.80, 0.60, 0.50)
 EYE_RGB = (0.90, 0.90, 0.88)
@@ -65,26 +66,8 @@ def stage_head(model, size: int, samples: int) -> dict:
     center = (low + high) / 2
     radius = float(np.linalg.norm(high - low) / 2)
 
-    camera = bpy.data.objects.new("Preview Camera", bpy.data.cameras.new("Preview Camera"))
-    scene.collection.objects.link(camera)
-    scene.camera = camera
-    sun = bpy.data.lights.new("Preview Key", "SUN")
-    sun.energy = 3.0
-    key = bpy.data.objects.new("Preview Key", sun)
-    key.rotation_euler = (math.radians(50), 0.0, math.radians(35))    # from the front, above, the subject's left
-    scene.collection.objects.link(key)
-    world = bpy.data.worlds.new("Preview World")
-    world.color = (0.25, 0.25, 0.25)
-    scene.world = world
-
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = samples
-    scene.cycles.use_denoising = False
-    scene.render.resolution_x = scene.render.resolution_y = size
-    scene.render.resolution_percentage = 100
+    camera = preview_stage(scene, "Preview", (0.25, 0.25, 0.25), (50, 0, 35), size, samples)   # key: front, above, subject's left
     scene.render.film_transparent = True
-    scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGBA"
     return {**built, "camera": camera, "center": center, "radius": radius}
 

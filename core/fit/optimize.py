@@ -147,13 +147,10 @@ class _LandmarkHead:
 
     def set_yaw(self, yaw_deg: np.ndarray | None) -> None:
         """Per-frame yaw (degrees, as seen from the camera) choosing the embedding bins; None: frontal embedding."""
-        self._bins = None if self.view is None or yaw_deg is None else \
-            self._t(self.view.weights(yaw_deg))                              # (n, K), two non-zeros per row
-
-    def _t(self, array: Any) -> Any:
         import torch
 
-        return torch.as_tensor(np.asarray(array), dtype=self.dtype)
+        self._bins = None if self.view is None or yaw_deg is None else \
+            torch.as_tensor(self.view.weights(yaw_deg), dtype=self.dtype)    # (n, K), two non-zeros per row
 
     def __call__(self, shape: Any, expression: Any, pose: Any, translation: Any) -> tuple[Any, Any]:
         import torch
@@ -201,11 +198,16 @@ def _rest_landmarks(model: HeadModel, shape: np.ndarray | None = None) -> tuple[
     return model.landmarks(verts)[0].numpy(), joints[0, 0].numpy()
 
 
+def _camera_matrix(focal: float, principal: np.ndarray) -> np.ndarray:
+    """OpenCV's 3x3 intrinsic matrix of a pinhole camera with square pixels."""
+    return np.array([[focal, 0, principal[0]], [0, focal, principal[1]], [0, 0, 1]], np.float64)
+
+
 def _pnp(points3d: np.ndarray, points2d: np.ndarray, focal: float, principal: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
     """OpenCV PnP: (rotation vector, translation) in OpenCV camera axes and the median error in pixels."""
     import cv2
 
-    camera = np.array([[focal, 0, principal[0]], [0, focal, principal[1]], [0, 0, 1]], np.float64)
+    camera = _camera_matrix(focal, principal)
     ok, rvec, tvec = cv2.solvePnP(points3d, points2d, camera, None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         return None
@@ -222,7 +224,7 @@ def _pnp_from(points3d: np.ndarray, points2d: np.ndarray, focal: float, principa
     """Refine a pose (OpenCV axes) from a starting guess: stays in the guess's basin (no mirrored solution)."""
     import cv2
 
-    camera = np.array([[focal, 0, principal[0]], [0, focal, principal[1]], [0, 0, 1]], np.float64)
+    camera = _camera_matrix(focal, principal)
     rvec, tvec = cv2.solvePnPRefineLM(points3d, points2d, camera, None, rvec.reshape(3, 1).copy(), tvec.reshape(3, 1).copy())
     return rvec[:, 0], tvec[:, 0]
 
@@ -250,10 +252,10 @@ def _repair_pose_jumps(rvecs: np.ndarray, tvecs: np.ndarray, times: np.ndarray, 
     tvec)`` refines frame k from a guess. Returns the repaired frames.
     """
     n, repaired = len(rvecs), []
+    if n < 3:
+        return repaired
     order = np.argsort(times, kind="stable")
     for position, k in enumerate(order):
-        if n < 3:
-            break
         pair = (order[1], order[2]) if position == 0 else (order[n - 2], order[n - 3]) if position == n - 1 else \
             (order[position - 1], order[position + 1])
         a, b = pair

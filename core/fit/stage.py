@@ -19,11 +19,15 @@ truth of ``core/synth/head_clip.py`` uses the same keys):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from .. import TOOL_NAME
 from ..atomic import atomic_write_npz, read_npz
+from ..errors import CaptureError
 from ..stages import Stage, StageContext
 from ..track.stage import TRACKING_NPZ, load_tracking
 from .optimize import CAMERA_ROTATION, FitOptions, fit_landmarks
@@ -100,6 +104,44 @@ def run_fit(ctx: StageContext) -> None:
 
 def load_fit(path: str) -> dict[str, np.ndarray]:
     return read_npz(path)
+
+
+def fit_model_files(capture: Any) -> tuple[str, str]:
+    """The FLAME model and UV files the capture's fit used ("" for the open head); CaptureError if one is gone."""
+    root = capture.root
+    params = (capture.stage_record("fit") or {}).get("params", {})
+    flame_model, flame_uv = str(params.get("flame_model") or ""), str(params.get("flame_uv") or "")
+    for path in (flame_model, flame_uv):
+        if path and not os.path.isfile(path):
+            raise CaptureError(f"{root}: the fit used the FLAME file {path}, which is missing; put it back, or re-run the fit "
+                               f"with another model (`{TOOL_NAME} reconstruct VIDEO -o {root} --flame PKL --force fit`)")
+    return flame_model, flame_uv
+
+
+def check_fitted_model(capture_root: Any, model: Any, fit_source: str, fit_fingerprint: str, shape_length: int) -> None:
+    """Refuse ``model`` unless the fit was made with it: its shape coefficients and UVs would not match."""
+    fingerprint = str(model.metadata.get("fingerprint", ""))
+    if (model.source, fingerprint) != (fit_source, fit_fingerprint) or shape_length > model.num_shape:
+        raise CaptureError(
+            f"{capture_root}: the fit was made with another head model ({_model_label(fit_source, fit_fingerprint)}) "
+            f"than the one available now ({_model_label(model.source, fingerprint)}), e.g. after an update of the open head; "
+            f"re-run the fit and the stages after it: `{TOOL_NAME} reconstruct VIDEO -o {capture_root} --force fit`"
+        )
+
+
+def load_fitted_model(capture: Any, fit: dict[str, np.ndarray]) -> Any:
+    """The head model ``fit`` (the capture's fit.npz) was fitted with, checked by fingerprint."""
+    from ..head.source import load_head
+
+    flame_model, flame_uv = fit_model_files(capture)
+    model = load_head(flame_model or None, flame_uv or None)
+    check_fitted_model(capture.root, model, str(fit["model_source"]), str(fit["model_fingerprint"]),
+                       int(np.asarray(fit["shape"]).size))
+    return model
+
+
+def _model_label(source: str, fingerprint: str) -> str:
+    return f"{source} {fingerprint[:12]}".strip()
 
 
 FIT_STAGE = Stage(

@@ -272,7 +272,7 @@ def render_frames(model: HeadModel, gt: dict[str, np.ndarray], spec: HeadClipSpe
     import torch
 
     from ..head.landmarks import FacePainter
-    from ..texture.raster import RasterResult, interpolate, project, rasterize
+    from ..texture.raster import RasterResult, interpolate, project, rasterize, vertex_normals
 
     spec.validate()
     width, height = (int(v) for v in gt["image_size"])
@@ -297,7 +297,7 @@ def render_frames(model: HeadModel, gt: dict[str, np.ndarray], spec: HeadClipSpe
             box = (slice(r0 * ss, r1 * ss), slice(c0 * ss, c1 * ss))
             crop = RasterResult(raster.face_index[box], raster.barycentrics[box], raster.depth[box])
             # rest positions (where eyes and brows are painted) and posed normals in the camera frame, together
-            rest_and_normals = interpolate(torch.cat([template, _vertex_normals(verts, faces) * flip], 1), faces, crop)
+            rest_and_normals = interpolate(torch.cat([template, vertex_normals(verts, faces) * flip], 1), faces, crop)
             rgb = painter.shade(crop, rest_and_normals[..., :3], normals=rest_and_normals[..., 3:], light=light,
                                 background=background_ss[box])
             frame[r0:r1, c0:c1] = rgb.reshape(r1 - r0, ss, c1 - c0, ss, 3).mean((1, 3)).numpy()
@@ -305,18 +305,6 @@ def render_frames(model: HeadModel, gt: dict[str, np.ndarray], spec: HeadClipSpe
             noise_rng = np.random.Generator(np.random.PCG64([spec.seed, _NOISE_STREAM, i]))
             frame += spec.noise_sigma * noise_rng.standard_normal(frame.shape, dtype=np.float32)
         yield np.ascontiguousarray(np.clip(np.rint(frame), 0, 255).astype(np.uint8)[..., ::-1])
-
-
-def _vertex_normals(verts: Any, faces: Any) -> Any:
-    """(V, 3) area-weighted unit vertex normals of a (V, 3) torch mesh."""
-    import torch
-
-    corners = verts[faces]
-    area_normal = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = torch.zeros_like(verts)
-    for k in range(3):
-        normals.index_add_(0, faces[:, k], area_normal)
-    return torch.nn.functional.normalize(normals, dim=1)
 
 
 def _light(spec: HeadClipSpec) -> np.ndarray:

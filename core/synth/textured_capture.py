@@ -91,8 +91,7 @@ def render_textured_frames(model: HeadModel, gt: dict[str, np.ndarray], albedo_l
     import torch
 
     from ..texture.image_io import linear_to_srgb, sample_points
-    from ..texture.raster import interpolate, project, rasterize
-    from ..texture.uv import vertex_normals
+    from ..texture.raster import interpolate, project, rasterize, vertex_normals
 
     width, height = (int(v) for v in gt["image_size"])
     ss = supersampling

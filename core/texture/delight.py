@@ -37,11 +37,11 @@ import numpy as np
 
 from ..capture import Capture
 from ..errors import CaptureError
-from ..fit import FIT_NPZ, load_fit
+from ..fit import FIT_NPZ, load_fit, load_fitted_model
 from ..stages import Stage, StageContext
 from .image_io import linear_to_srgb, push_pull_fill, read_image, srgb_to_linear, write_png16
 from .shading import fit_light
-from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, fitted_model, load_shading
+from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, load_shading
 from .uv import TexelGeometry, texel_geometry
 
 DELIT_CLASSIC_PNG = "textures/delit_classic.png"
@@ -116,7 +116,7 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     import torch
 
     fit = load_fit(str(capture.path(FIT_NPZ)))
-    model = fitted_model(capture, fit)
+    model = load_fitted_model(capture, fit)
     phone_srgb = read_image(capture.path(PHONE_PNG))
     size = phone_srgb.shape[0]
     if phone_srgb.ndim != 3 or phone_srgb.shape[:2] != (size, size):

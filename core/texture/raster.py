@@ -16,7 +16,8 @@ Conventions:
 - Triangles with a vertex at depth <= 0 (behind the camera) are dropped, not
   clipped; degenerate (zero-area) triangles cover nothing.
 
-Visibility is hard (not differentiable in the positions); ``interpolate`` is
+``vertex_normals`` gives meshes the smooth (area-weighted) normals renderers and
+samplers shade with. Visibility is hard (not differentiable in the positions); ``interpolate`` is
 differentiable in the attributes. This module knows nothing of head models,
 textures or capture folders.
 """
@@ -197,3 +198,20 @@ def interpolate(attr: Any, faces: Any, result: RasterResult) -> Any:
     out = torch.zeros(height, width, attr.shape[1], dtype=attr.dtype, device=attr.device)
     out[mask] = torch.einsum("nk,nkc->nc", weights, attr[corners])
     return out
+
+
+def vertex_normals(vertices: Any, faces: Any) -> Any:
+    """(B, V, 3) or (V, 3) area-weighted unit vertex normals (torch)."""
+    import torch
+
+    verts = torch.as_tensor(vertices)
+    single = verts.ndim == 2
+    verts = verts[None] if single else verts
+    faces = torch.as_tensor(faces).long()
+    corners = verts[:, faces]                                                    # (B, F, 3, 3)
+    area_normal = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
+    normals = torch.zeros_like(verts)
+    for k in range(3):
+        normals.index_add_(1, faces[:, k], area_normal)
+    normals = torch.nn.functional.normalize(normals, dim=-1)
+    return normals[0] if single else normals

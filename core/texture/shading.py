@@ -90,20 +90,27 @@ def visibility(vertices: Any, normals: Any, faces: Any, directions: np.ndarray,
     return (depth <= depth_map[row, col].double() + slack).float()
 
 
-def transfer(normals: Any, visible: Any, directions: np.ndarray, rotation: Any = None) -> Any:
+def occluded_cosine(normals: Any, visible: Any, directions: np.ndarray) -> Any:
+    """(V, D) each vertex's clamped cosine to each direction, zero where occluded, times the direction's solid angle."""
+    import torch
+
+    dirs = torch.as_tensor(directions, dtype=torch.float32)
+    cosine = (torch.as_tensor(normals, dtype=torch.float32) @ dirs.T).clamp_min(0)
+    return cosine * torch.as_tensor(visible, dtype=torch.float32) * (4 * math.pi / len(dirs))
+
+
+def transfer(weights: Any, directions: np.ndarray, rotation: Any = None) -> Any:
     """(V, 9) transfer vectors: irradiance = transfer @ light (light as SH in the frame ``rotation`` maps to).
 
-    normals (V, 3) and ``directions`` (D, 3) in the mesh's frame, ``visible``
-    (V, D). ``rotation`` (3, 3): mesh frame -> light frame (e.g. a frame's head
-    rotation, for light fixed to the camera); None: light in the mesh frame.
+    ``weights`` (V, D) from ``occluded_cosine`` and ``directions`` (D, 3) in the
+    mesh's frame. ``rotation`` (3, 3): mesh frame -> light frame (e.g. a frame's
+    head rotation, for light fixed to the camera); None: light in the mesh frame.
     """
     import torch
 
     dirs = torch.as_tensor(directions, dtype=torch.float32)
-    cosine = (torch.as_tensor(normals, dtype=torch.float32) @ dirs.T).clamp_min(0)     # (V, D)
-    weight = cosine * torch.as_tensor(visible, dtype=torch.float32) * (4 * math.pi / len(dirs))
     rotated = dirs if rotation is None else dirs @ torch.as_tensor(rotation, dtype=torch.float32).T
-    return weight @ sh_basis(rotated)
+    return weights @ sh_basis(rotated)
 
 
 def fit_light(transfer_t: Any, radiance: Any, weight: Any, iterations: int = 4, ridge: float = 1e-4) -> Any:

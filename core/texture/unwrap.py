@@ -39,12 +39,13 @@ import numpy as np
 from ..atomic import atomic_write_npz, read_npz
 from ..capture import Capture
 from ..errors import CaptureError
-from ..fit import FIT_NPZ, load_fit
+from ..fit import FIT_NPZ, load_fit, load_fitted_model
 from ..frames import FRAMES_JSON
 from ..head.model import HeadModel
 from ..stages import Stage, StageContext
 from .image_io import SRGB8_TO_LINEAR, linear_to_srgb, push_pull_fill, sample_points, write_exr, write_png16
-from .uv import TexelGeometry, texel_geometry, vertex_normals
+from .raster import vertex_normals
+from .uv import TexelGeometry, texel_geometry
 
 PHONE_PNG = "textures/phone.png"
 COVERAGE_PNG = "textures/coverage.png"
@@ -64,19 +65,6 @@ class UnwrapParams:
     silhouette_band: float = 0.12     # weight ramps up over this fraction of the eye distance from the head's outline
     opening_band_mm: float = 6.0      # weight ramps up over this distance from the eye and mouth openings
     outlier_scale: float = 0.12       # relative colour difference to the reference at which a sample counts half
-
-
-def fitted_model(capture: Capture, fit: dict[str, np.ndarray]) -> HeadModel:
-    """The head model ``fit.npz`` was fitted with (the fit stage's recorded choice), checked by fingerprint."""
-    from ..head.source import load_head
-
-    params = (capture.stage_record("fit") or {}).get("params", {})
-    model = load_head(params.get("flame_model") or None, params.get("flame_uv") or None)
-    expected = (str(fit["model_source"]), str(fit["model_fingerprint"]))
-    if (model.source, str(model.metadata.get("fingerprint", ""))) != expected:
-        raise CaptureError(f"{capture.root}: fit.npz was made with another head model ({expected[0]}) than the one "
-                           "available now; re-run the fit (`--force fit`)")
-    return model
 
 
 class _FrameSampler:
@@ -251,13 +239,13 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
     """Both passes over the capture's frames; writes the files named in ``outputs``; returns the metrics."""
     import torch
 
-    from .shading import VISIBILITY_DIRECTIONS, sphere_directions, transfer, visibility
+    from .shading import VISIBILITY_DIRECTIONS, occluded_cosine, sphere_directions, transfer, visibility
 
     fit = load_fit(str(capture.path(FIT_NPZ)))
     if len(fit["pose"]) == 0:
         raise CaptureError(f"{capture.root}: fit.npz has no frames; re-run the reconstruction")
     progress.update(0.0, "loading the head model", force=True)
-    model = fitted_model(capture, fit)
+    model = load_fitted_model(capture, fit)
     files, sharp_weight = _frame_files(capture.root, fit)
     count = len(files)
     sampler = _FrameSampler(model, fit, params)
@@ -270,7 +258,8 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
     rest_normals = vertex_normals(rest, model.faces)
     directions = sphere_directions(VISIBILITY_DIRECTIONS)
     visible = visibility(rest, rest_normals, model.faces, directions)
-    transfer_head = transfer(rest_normals, visible, directions)                                    # (V, 9)
+    lobes = occluded_cosine(rest_normals, visible, directions)                                     # (V, D), once
+    transfer_head = transfer(lobes, directions)                                                    # (V, 9)
     from ..head.model import axis_angle_to_matrix
 
     head_rotations = axis_angle_to_matrix(torch.as_tensor(np.asarray(fit["pose"], np.float32)[:, 0])).numpy()
@@ -294,7 +283,7 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
         weight = weight * float(sharp_weight[i])
         samples[i, rows], weights[i, rows] = colour, weight
         # light fixed to the camera: rotate the sampling directions by the head's rotation in the camera frame
-        frame_transfer = transfer(rest_normals, visible, directions, rotation=camera_rotation[i] @ head_rotations[i])
+        frame_transfer = transfer(lobes, directions, rotation=camera_rotation[i] @ head_rotations[i])
         transfer_sum.index_add_(0, rows, weight[:, None] * low.interpolate(frame_transfer, rows))
         pass1.update((i + 1) / count, f"sampling frame {i + 1}/{count} (reference)")
     gains, reference = _solve_gains(samples, weights)

@@ -16,6 +16,12 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from devpath import load_package  # noqa: E402
+
+load_package()
+from studio_avatar.core.blender.preview import preview_stage  # noqa: E402
+
 WORLD_RGB = (0.02, 0.06, 0.12)     # a dark blue world, so no skin tone can come from it
 
 
@@ -73,28 +79,10 @@ def render_face(blend: Path, out: Path, size: int = 160, samples: int = 16) -> N
     low, high = corners.min(0), corners.max(0)
     face_centre = Vector(((low[0] + high[0]) / 2, low[1], low[2] + 0.6 * (high[2] - low[2])))
 
-    camera = bpy.data.objects.new("Test Camera", bpy.data.cameras.new("Test Camera"))
-    scene.collection.objects.link(camera)
-    scene.camera = camera
+    camera = preview_stage(scene, "Test", WORLD_RGB, (70, 0, -20), size, samples)   # key light from the front, above
     distance = 0.6 * (high[0] - low[0]) / math.tan(camera.data.angle / 2)   # the face fills most of the frame
     camera.location = face_centre + Vector((0.0, -distance, 0.0))
     camera.rotation_euler = (math.radians(90), 0.0, 0.0)                    # looking along +Y
-    sun = bpy.data.lights.new("Test Key", "SUN")
-    sun.energy = 3.0
-    key = bpy.data.objects.new("Test Key", sun)
-    key.rotation_euler = (math.radians(70), 0.0, math.radians(-20))         # from the front, above
-    scene.collection.objects.link(key)
-    world = bpy.data.worlds.new("Test World")
-    world.color = WORLD_RGB
-    scene.world = world
-
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = samples
-    scene.cycles.use_denoising = False
-    scene.render.resolution_x = scene.render.resolution_y = size
-    scene.render.resolution_percentage = 100
-    scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB"
     scene.view_settings.view_transform = "Standard"
     scene.render.filepath = str(out)
