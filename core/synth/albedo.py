@@ -1,0 +1,839 @@
+"""Procedural, biophysical UV skin albedos of a head model: the ground truth of the texture benchmarks.
+
+``generate_albedo(model, size, seed)`` paints a complete (size, size, 3)
+linear-reflectance UV albedo for any head model in FLAME conventions (metres,
++y up, +z forward): a seeded identity (``sample_skin``) gives melanin and
+haemoglobin concentrations, which a two-layer skin model turns into colour,
+and spatial maps vary them by region, with hair, pores, wrinkles and the
+non-skin parts (eyes, mouth) on top.
+
+Colour comes from physics, not from a palette (after Donner & Jensen 2006, "A
+spectral BSSRDF for shading human skin", and Jimenez et al. 2010, "A practical
+appearance model for dynamic facial color"): an epidermis with eumelanin and
+pheomelanin over a semi-infinite dermis with oxy- and deoxy-haemoglobin,
+combined with Kubelka-Munk layer formulas at 400-700 nm in 10 nm steps,
+integrated against the CIE 1931 observer under D65 into linear sRGB. The
+spectra are evaluated once per (pheomelanin ratio, oxygenation) into a
+melanin x haemoglobin lookup table; texels look it up bilinearly.
+
+Where things are comes from the model's own geometry, so that features have
+their physical size whatever the UV stretch: anchors (eye centres, nose tip,
+mouth, chin) are found from the region masks and the rest surface, and
+regions (cheeks, nose, brows, eyelids, beard) are soft 3D distance fields
+around them. Smooth maps are computed on a 512^2 layout of the UV space and
+upsampled; fine detail (pores, hair strands, wrinkles, freckles, irises) is
+drawn at the output size with sizes in millimetres, its contrast kept area-
+true when a feature is smaller than a texel. The whole texture is filled,
+gutter included, so bilinear sampling never meets black.
+
+Seeded and deterministic: the same seed (and size) gives bit-identical
+output. This module knows head models and arrays; it reads and writes no
+files and does not touch the texture stages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..head.model import HeadModel
+
+# --- spectral data --------------------------------------------------------------------------------------------------
+WAVELENGTHS_NM = np.arange(400.0, 701.0, 10.0)
+# molar extinction coefficients of oxy- and deoxy-haemoglobin, cm^-1 / (mol/l), at WAVELENGTHS_NM
+# (S. Prahl, "Tabulated molar extinction coefficient for hemoglobin in water", OMLC, from Gratzer and Kollias)
+HAEMOGLOBIN_EXTINCTION = np.array([
+    (266232, 223296), (466840, 303956), (480360, 407560), (246072, 528600), (102580, 413280), (62816, 103292),
+    (44480, 23388.8), (33209.2, 16156.4), (26629.2, 14550), (23684.4, 16684), (20932.8, 20862), (20035.2, 25773.6),
+    (24202.4, 31589.6), (39956.8, 39036.4), (53236, 46592), (43016, 53412), (32613.2, 53788), (44496, 45072),
+    (50104, 37020), (14400.8, 28324.4), (3200, 14677.2), (1506, 9443.6), (942, 6509.6), (610, 5148.8),
+    (442, 4345.2), (368, 3750.12), (319.6, 3226.56), (294, 2795.12), (277.6, 2407.92), (276, 2051.96),
+    (290, 1794.28)])
+# CIE standard illuminant D65, relative spectral power at WAVELENGTHS_NM (CIE 15:2004)
+D65_SPD = np.array([82.7549, 91.486, 93.4318, 86.6823, 104.865, 117.008, 117.812, 114.861, 115.923, 108.811, 109.354,
+                    107.802, 104.790, 107.689, 104.405, 104.046, 100.000, 96.3342, 95.788, 88.6856, 90.0062, 89.5991,
+                    87.6987, 83.6992, 83.6987, 80.2151, 80.4268, 82.2778, 78.2842, 69.7213, 71.6091])
+BLOOD_G_PER_L = 150.0                  # haemoglobin in whole blood
+HAEMOGLOBIN_G_PER_MOL = 64500.0
+EPIDERMIS_MM = 0.10                    # melanin-bearing epidermis over a semi-infinite dermis
+INTERNAL_REFLECTANCE = 0.5             # diffuse reflectance of the skin-air boundary seen from inside (n ~ 1.4)
+SURFACE_REFLECTANCE = 0.04             # specular part at the surface: not albedo, but lost to the diffuse light
+
+SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+D65_WHITE_XYZ = np.array([0.95047, 1.0, 1.08883])
+
+# lookup table axes: volume fractions of melanin in the epidermis and of blood in the dermis (log-spaced)
+LUT_MELANIN = (0.001, 0.5)
+LUT_HAEMOGLOBIN = (0.002, 0.4)
+LUT_STEPS = 64
+VENOUS_OXY_RATIO = 0.4                 # blood under thin eyelid skin and dark circles: venous, purple
+
+FIELD_SIZE = 512                       # resolution of the smooth maps (upsampled to the output size)
+
+
+def _cie_observer(wavelengths_nm: np.ndarray) -> np.ndarray:
+    """(n, 3) CIE 1931 2-degree colour matching functions, the multi-lobe fit of Wyman, Sloan & Shirley (JCGT 2013)."""
+    def lobe(mu: float, below: float, above: float) -> np.ndarray:
+        sigma = np.where(wavelengths_nm < mu, below, above)
+        return np.exp(-0.5 * ((wavelengths_nm - mu) / sigma) ** 2)
+
+    x = 1.056 * lobe(599.8, 37.9, 31.0) + 0.362 * lobe(442.0, 16.0, 26.7) - 0.065 * lobe(501.1, 20.4, 26.2)
+    y = 0.821 * lobe(568.8, 46.9, 40.5) + 0.286 * lobe(530.9, 16.3, 31.1)
+    z = 1.217 * lobe(437.0, 11.8, 36.0) + 0.681 * lobe(459.0, 26.0, 13.8)
+    return np.stack([x, y, z], 1)
+
+
+def skin_spectrum(melanin: Any, haemoglobin: Any, pheomelanin_ratio: float = 0.3, oxy_ratio: float = 0.75) -> np.ndarray:
+    """(..., 31) diffuse reflectance at WAVELENGTHS_NM of skin with these volume fractions (broadcast arrays).
+
+    melanin: fraction of the epidermis that is melanosomes (0.003 very light .. 0.3 very dark skin);
+    haemoglobin: fraction of the dermis that is blood (0.005 .. 0.2); pheomelanin_ratio: pheomelanin's share
+    of the melanin; oxy_ratio: oxygen saturation of the blood.
+    """
+    wl = WAVELENGTHS_NM
+    # absorption coefficients, mm^-1 (Donner & Jensen 2006; Jacques 1998 for the melanin power laws)
+    eumelanin = 6.6e10 * wl ** -3.33
+    pheomelanin = 2.9e14 * wl ** -4.75
+    baseline = 0.0244 + 8.53 * np.exp(-(wl - 154.0) / 66.2)
+    extinction = oxy_ratio * HAEMOGLOBIN_EXTINCTION[:, 0] + (1.0 - oxy_ratio) * HAEMOGLOBIN_EXTINCTION[:, 1]
+    blood = math.log(10) * extinction * BLOOD_G_PER_L / HAEMOGLOBIN_G_PER_MOL / 10.0
+    melanin = np.asarray(melanin, np.float64)[..., None]
+    haemoglobin = np.asarray(haemoglobin, np.float64)[..., None]
+    absorb_epidermis = melanin * (pheomelanin_ratio * pheomelanin + (1 - pheomelanin_ratio) * eumelanin) + (1 - melanin) * baseline
+    absorb_dermis = haemoglobin * blood + (1 - haemoglobin) * baseline
+    scatter = 0.75 * 4.6 * (wl / 500.0) ** -1.421   # Kubelka-Munk S from skin's reduced scattering (Jacques 2013)
+
+    ratio = 2.0 * absorb_dermis / scatter             # K / S, K = 2 mu_a
+    dermis = 1.0 + ratio - np.sqrt(ratio * ratio + 2.0 * ratio)
+    a = 1.0 + 2.0 * absorb_epidermis / scatter
+    b = np.sqrt(a * a - 1.0)
+    optical = b * scatter * EPIDERMIS_MM
+    denominator = a * np.sinh(optical) + b * np.cosh(optical)
+    reflect, transmit = np.sinh(optical) / denominator, b / denominator
+    inner = reflect + transmit * transmit * dermis / (1.0 - reflect * dermis)
+    # Saunderson: light crossing the surface in and out, part reflected back inside
+    return (1 - SURFACE_REFLECTANCE) * (1 - INTERNAL_REFLECTANCE) * inner / (1 - INTERNAL_REFLECTANCE * inner)
+
+
+def spectrum_to_linear_srgb(reflectance: np.ndarray) -> np.ndarray:
+    """(..., 31) reflectance spectra -> (..., 3) linear sRGB under D65, a perfect white reflector giving (1, 1, 1)."""
+    weights = _cie_observer(WAVELENGTHS_NM) * D65_SPD[:, None]
+    to_rgb = np.linalg.inv(SRGB_TO_XYZ)
+    white = to_rgb @ weights.sum(0)          # the 10 nm, 400-700 nm sum is white-balanced exactly
+    return (np.asarray(reflectance, np.float64) @ weights) @ to_rgb.T / white
+
+
+_LUTS: dict[tuple[float, float], np.ndarray] = {}
+
+
+def _lut(pheomelanin_ratio: float, oxy_ratio: float) -> np.ndarray:
+    """(LUT_STEPS, LUT_STEPS, 3) float32 linear sRGB: rows log-spaced melanin, columns log-spaced haemoglobin."""
+    key = (round(float(pheomelanin_ratio), 3), round(float(oxy_ratio), 3))
+    if key not in _LUTS:
+        if len(_LUTS) > 64:
+            _LUTS.clear()
+        melanin = np.geomspace(*LUT_MELANIN, LUT_STEPS)
+        haemoglobin = np.geomspace(*LUT_HAEMOGLOBIN, LUT_STEPS)
+        spectra = skin_spectrum(melanin[:, None], haemoglobin[None, :], *key)
+        _LUTS[key] = np.clip(spectrum_to_linear_srgb(spectra), 0.0, 1.0).astype(np.float32)
+    return _LUTS[key]
+
+
+def _lut_coordinates(melanin: np.ndarray, haemoglobin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional LUT (row, column) of the concentrations, clamped to the table."""
+    def axis(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+        low, high = math.log(bounds[0]), math.log(bounds[1])
+        position = (np.log(np.maximum(values, 1e-9)) - low) * ((LUT_STEPS - 1) / (high - low))
+        return np.clip(position, 0.0, LUT_STEPS - 1.0).astype(np.float32)
+
+    return axis(np.asarray(melanin, np.float32), LUT_MELANIN), axis(np.asarray(haemoglobin, np.float32), LUT_HAEMOGLOBIN)
+
+
+def _lookup(lut: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of (rows, cols) arrays of any 2D shape (OpenCV remap: fast and deterministic)."""
+    import cv2
+
+    return cv2.remap(lut, cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def skin_reflectance_rgb(melanin: Any, haemoglobin: Any, pheomelanin_ratio: float = 0.3, oxy_ratio: float = 0.75) -> np.ndarray:
+    """(..., 3) float32 linear sRGB albedo of skin with these melanin / blood fractions (arrays, broadcast).
+
+    The ratios are scalars (one lookup table per pair, cached); values outside
+    the table's range (melanin 0.001-0.5, blood 0.002-0.4) are clamped to it.
+    """
+    melanin, haemoglobin = np.broadcast_arrays(np.asarray(melanin, np.float32), np.asarray(haemoglobin, np.float32))
+    shape = melanin.shape
+    rows, cols = _lut_coordinates(melanin.reshape(1, -1), haemoglobin.reshape(1, -1))
+    out = _lookup(_lut(pheomelanin_ratio, oxy_ratio), rows, cols)
+    return out.reshape(shape + (3,))
+
+
+# --- colour science -------------------------------------------------------------------------------------------------
+def linear_srgb_to_lab(rgb: Any) -> np.ndarray:
+    """(..., 3) linear sRGB -> (..., 3) CIELAB (L*, a*, b*), D65 white, standard sRGB primaries."""
+    xyz = np.asarray(rgb, np.float64) @ SRGB_TO_XYZ.T / D65_WHITE_XYZ
+    delta = 6.0 / 29.0
+    f = np.where(xyz > delta ** 3, np.cbrt(np.maximum(xyz, 0.0)), xyz / (3 * delta * delta) + 4.0 / 29.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+
+
+def ita_degrees(linear_rgb: Any) -> np.ndarray:
+    """Individual typology angle ITA = atan2(L* - 50, b*) in degrees per pixel (> 55 very light .. < -30 dark)."""
+    lab = linear_srgb_to_lab(linear_rgb)
+    return np.degrees(np.arctan2(lab[..., 0] - 50.0, lab[..., 2]))
+
+
+ITA_CATEGORIES = (("very_light", 55.0, 90.0), ("light", 41.0, 55.0), ("intermediate", 28.0, 41.0),
+                  ("tan", 10.0, 28.0), ("brown", -30.0, 10.0), ("dark", -90.0, -30.0))   # Chardon 1991, Del Bino 2013
+
+
+def ita_category(ita_deg: float) -> str:
+    return next(name for name, low, high in ITA_CATEGORIES if ita_deg > low or name == "dark")
+
+
+# --- identities -----------------------------------------------------------------------------------------------------
+MELANIN_RANGE = (0.002, 0.15)          # tone 0 .. 1 (log-uniform between)
+# linear albedos: iris colours (dark brown, brown, hazel, green, blue, grey) and hair colours
+IRIS_COLOURS = ((0.05, 0.025, 0.012), (0.12, 0.06, 0.025), (0.17, 0.12, 0.05), (0.10, 0.14, 0.07),
+                (0.10, 0.16, 0.25), (0.17, 0.19, 0.21))
+HAIR_COLOURS = ((0.012, 0.010, 0.008), (0.035, 0.022, 0.013), (0.085, 0.050, 0.026), (0.17, 0.105, 0.055),
+                (0.38, 0.27, 0.14), (0.23, 0.075, 0.028), (0.34, 0.32, 0.30))   # black .. light brown, blond, red, grey
+
+
+@dataclass(frozen=True)
+class SkinParams:
+    """One synthetic identity's skin; every field is a plain number, so it goes into JSON as it is."""
+
+    melanin: float                 # epidermal melanin volume fraction (0.002 very light .. 0.15 very dark)
+    pheomelanin_ratio: float       # pheomelanin share of the melanin (reddish-yellow; higher in light skin)
+    haemoglobin: float             # dermal blood volume fraction at rest (cheeks and lips get more)
+    oxy_ratio: float               # oxygen saturation of that blood
+    freckles: float                # 0 none .. 1 many
+    stubble: float                 # 0 clean-shaven .. 1 a few days' beard
+    moles: int                     # number of moles on face and neck
+    blotchiness: float             # strength of 1-3 cm pigment and redness variation, 0 .. 1
+    pores: float                   # pore visibility, 0 .. 1
+    wrinkles: float                # fine-wrinkle depth (an age proxy), 0 .. 1
+    iris_rgb: tuple[float, float, float]   # linear albedo of the iris
+    hair_rgb: tuple[float, float, float]   # linear albedo of brows, stubble and scalp hair
+    tone: float = 0.5              # the melanin quantile this identity was drawn at (0 very light .. 1 very dark)
+    hair_coverage: float = 0.9     # scalp hair density, 0 bald .. 1 full
+
+
+def sample_skin(seed: int, tone: float | None = None) -> SkinParams:
+    """A random identity; ``tone`` in [0, 1] forces the melanin quantile (0 very light .. 1 very dark)."""
+    rng = np.random.default_rng([int(seed), 7331])
+    drawn = float(rng.random())              # always drawn, so a forced tone leaves the other draws unchanged
+    tone = drawn if tone is None else float(np.clip(tone, 0.0, 1.0))
+    low, high = np.log(MELANIN_RANGE)
+    melanin = float(np.exp(low + tone * (high - low)))
+    light = (1.0 - tone) ** 2
+    pheomelanin = float(np.clip(0.42 - 0.3 * tone + rng.normal(0, 0.07), 0.05, 0.7))
+    haemoglobin = float(np.clip(np.exp(rng.normal(math.log(0.022), 0.3)), 0.008, 0.06))
+    oxy = float(rng.uniform(0.6, 0.85))
+    freckles = float(rng.uniform(0.25, 1.0)) if rng.random() < 0.5 * light else 0.0
+    stubble = float(rng.uniform(0.2, 1.0)) if rng.random() < 0.35 else 0.0
+    moles = int(min(rng.poisson(2.5), 10))
+    blotchiness = float(rng.uniform(0.3, 1.0))
+    pores = float(rng.uniform(0.4, 1.0))
+    wrinkles = float(rng.random() ** 1.5)
+    iris_weights = np.array([0.35 + 0.65 * tone, 0.3, 0.35 * light, 0.25 * light, 0.5 * light, 0.15 * light])
+    iris = IRIS_COLOURS[int(rng.choice(len(IRIS_COLOURS), p=iris_weights / iris_weights.sum()))]
+    hair_weights = np.array([0.3 + 0.7 * tone, 0.35, 0.35 * light + 0.05, 0.3 * light, 0.25 * light, 0.12 * light,
+                             0.15 * wrinkles ** 3])
+    hair = HAIR_COLOURS[int(rng.choice(len(HAIR_COLOURS), p=hair_weights / hair_weights.sum()))]
+    iris_gain, hair_gain = rng.uniform(0.85, 1.15, 2)
+    hair_coverage = 0.0 if rng.random() < 0.08 else float(rng.uniform(0.75, 1.0))
+    return SkinParams(melanin=melanin, pheomelanin_ratio=pheomelanin, haemoglobin=haemoglobin, oxy_ratio=oxy,
+                      freckles=freckles, stubble=stubble, moles=moles, blotchiness=blotchiness, pores=pores,
+                      wrinkles=wrinkles, iris_rgb=tuple(float(c * iris_gain) for c in iris),
+                      hair_rgb=tuple(float(c * hair_gain) for c in hair), tone=tone, hair_coverage=hair_coverage)
+
+
+@dataclass
+class Albedo:
+    linear: np.ndarray     # (size, size, 3) float32 linear reflectance in [0, 1], row 0 = top (v = 1)
+    skin: SkinParams
+    ita_deg: float         # median ITA over the face region's skin texels (CIELAB of the albedo, D65)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"skin": asdict(self.skin), "ita_deg": round(float(self.ita_deg), 3),
+                "ita_category": ita_category(self.ita_deg), "size": int(self.linear.shape[0])}
+
+
+# --- where things are: anchors and smooth region fields on a FIELD_SIZE layout -----------------------------------------
+@dataclass
+class _Anchors:
+    eyes: np.ndarray           # (2, 3) eyeball centres, subject's left (+x) first, metres
+    eye_radius: float
+    nose_tip: np.ndarray       # (3,)
+    mouth: np.ndarray          # (3,) centre of the lips
+    chin: np.ndarray           # (3,)
+    scale: float               # inter-ocular distance / 63 mm: typical offsets below are scaled by it
+
+    def mm(self, millimetres: float) -> float:
+        """A typical facial distance in millimetres, in this head's metres."""
+        return millimetres * 1e-3 * self.scale
+
+
+@dataclass
+class _Layout:
+    """The model's UV space at FIELD_SIZE: every map filled over the gutter, ready to upsample."""
+
+    anchors: _Anchors
+    covered: np.ndarray        # (F, F) bool: texels inside UV triangles
+    near_covered: np.ndarray   # (F, F) bool: those and the gutter texels next to them
+    position: np.ndarray       # (F, F, 3) rest position, metres
+    mm_per_texel: np.ndarray   # (F, F) surface size of a texel, millimetres
+    face_mm_per_texel: float   # its median over the face
+    fields: dict[str, np.ndarray]   # name -> (F, F) float32 weights in [0, 1]
+    ita_texels: np.ndarray     # (K,) flat indices of the face's skin texels (where ITA is measured)
+
+
+def _anchors(model: HeadModel) -> _Anchors:
+    from ..errors import StudioAvatarError
+
+    verts = np.asarray(model.template_m, np.float64)
+    regions = model.regions
+    missing = [name for name in ("face", "eye_left", "eye_right", "lips") if not regions.get(name, np.zeros(1, bool)).any()]
+    if missing:
+        raise StudioAvatarError(f"the {model.source} head model has no {', '.join(missing)} region; "
+                                "procedural albedos need them to place facial features")
+    eyes = np.stack([verts[regions["eye_left"]].mean(0), verts[regions["eye_right"]].mean(0)])
+    if eyes[0, 0] < eyes[1, 0]:
+        eyes = eyes[::-1].copy()
+    eye_radius = float(np.median(np.linalg.norm(verts[regions["eye_left"]] - eyes[0], axis=1)))
+    scale = float(np.linalg.norm(eyes[0] - eyes[1]) / 0.063)
+    lips = verts[regions["lips"]]
+    mouth = lips.mean(0)
+    face = verts[regions["face"]]
+    midline = face[np.abs(face[:, 0]) < 0.01 * scale]
+    between = midline[(midline[:, 1] > mouth[1]) & (midline[:, 1] < eyes[:, 1].mean())]
+    nose_tip = between[np.argmax(between[:, 2])]
+    below = midline[midline[:, 1] < mouth[1] - 0.025 * scale]
+    chin = below[np.argmax(below[:, 2])]
+    return _Anchors(eyes, eye_radius, nose_tip, mouth, chin, scale)
+
+
+def _front_point(verts: np.ndarray, x: float, y: float, radius: float) -> np.ndarray:
+    """The front-most surface point over (x, y): the vertex of largest z within ``radius`` of it in the image plane."""
+    near = np.hypot(verts[:, 0] - x, verts[:, 1] - y)
+    candidates = np.nonzero(near < radius)[0]
+    if len(candidates) == 0:
+        return verts[np.argmin(near)]
+    return verts[candidates[np.argmax(verts[candidates, 2])]]
+
+
+def _gauss(distance: np.ndarray, sigma: float) -> np.ndarray:
+    return np.exp(-0.5 * (distance / sigma) ** 2)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _polyline_distance(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of (M, 3) points to a polyline (K, 3), and where along it (0..1) the closest point lies."""
+    best = np.full(len(points), np.inf)
+    where = np.zeros(len(points))
+    lengths = np.linalg.norm(np.diff(line, axis=0), axis=1)
+    start = np.concatenate([[0.0], np.cumsum(lengths)]) / lengths.sum()
+    for k in range(len(line) - 1):          # a handful of segments, each vectorized over the points
+        a, b = line[k], line[k + 1]
+        t = np.clip((points - a) @ (b - a) / max(float((b - a) @ (b - a)), 1e-12), 0.0, 1.0)
+        distance = np.linalg.norm(points - (a + t[:, None] * (b - a)), axis=1)
+        closer = distance < best
+        best = np.where(closer, distance, best)
+        where = np.where(closer, start[k] + t * (start[k + 1] - start[k]), where)
+    return best, where
+
+
+def _smooth_vertex_values(values: np.ndarray, faces: np.ndarray, iterations: int) -> np.ndarray:
+    """Per-vertex values averaged with their mesh neighbours ``iterations`` times (a soft boundary on the surface)."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    count = np.bincount(edges[:, 0], minlength=len(values)) + 1.0
+    for _ in range(iterations):
+        values = (np.bincount(edges[:, 0], values[edges[:, 1]], minlength=len(values)) + values) / count
+    return values
+
+
+def _feature_fields(model: HeadModel, anchors: _Anchors, points: np.ndarray, region: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """(M,) weights in [0, 1] of the facial zones at the texels at rest positions ``points`` (M, 3)."""
+    a = anchors
+    verts = np.asarray(model.template_m, np.float64)
+    face_verts = verts[model.regions["face"]]
+    skin = region["skin"]
+    fields: dict[str, np.ndarray] = {}
+
+    def front(x: float, y: float) -> np.ndarray:
+        return _front_point(face_verts, x, y, a.mm(6))
+
+    eye_y = float(a.eyes[:, 1].mean())
+    side = np.where(points[:, 0] >= 0, 0, 1)            # the eye on the texel's side
+    eye = a.eyes[side]
+    to_eye = points - eye
+    eye_gap = np.maximum(np.linalg.norm(to_eye, axis=1) - a.eye_radius, 0.0)   # distance from the eyeball surface
+    in_front = _sigmoid((to_eye[:, 2] + 0.3 * a.eye_radius) / a.mm(1.5))
+    upper = _sigmoid(to_eye[:, 1] / a.mm(1.0))
+    fields["upper_lid"] = skin * in_front * upper * _gauss(eye_gap, a.mm(5.0))
+    fields["under_eye"] = skin * in_front * (1 - upper) * _gauss(eye_gap, a.mm(9.0))
+    fields["eye_zone"] = skin * _gauss(eye_gap, a.mm(16.0))
+
+    cheeks = [front(sign * 1.05 * abs(a.eyes[0, 0]), eye_y - a.mm(33)) for sign in (1, -1)]
+    fields["cheek"] = skin * np.maximum(*(_gauss(np.linalg.norm(points - c, axis=1), a.mm(15)) for c in cheeks))
+    bridge = front(0.0, eye_y - a.mm(6))
+    ridge, _ = _polyline_distance(points, np.stack([bridge, a.nose_tip]))
+    alae = [front(sign * a.mm(15), a.nose_tip[1] - a.mm(9)) for sign in (1, -1)]
+    nose = np.maximum.reduce([_gauss(ridge, a.mm(7)), _gauss(np.linalg.norm(points - a.nose_tip, axis=1), a.mm(10))]
+                             + [_gauss(np.linalg.norm(points - c, axis=1), a.mm(7)) for c in alae])
+    fields["nose"] = skin * nose
+    fields["chin"] = skin * _gauss(np.linalg.norm(points - a.chin, axis=1), a.mm(14))
+    forehead_y = eye_y + a.mm(30)
+    fields["forehead"] = skin * _sigmoid((points[:, 1] - forehead_y) / a.mm(3)) * _gauss(points[:, 0], a.mm(45)) \
+        * _sigmoid((points[:, 2] - a.eyes[0, 2]) / a.mm(4)) * (1 - region["hair"])
+
+    brows = np.zeros(len(points))
+    for k, outward in ((0, 1.0), (1, -1.0)):
+        ex, ey = a.eyes[k, 0], a.eyes[k, 1]
+        line = np.stack([front(ex + outward * a.mm(dx), ey + a.mm(dy))
+                         for dx, dy in ((-19, 17), (-8, 19.5), (4, 21), (15, 19.5), (24, 14))])
+        distance, along = _polyline_distance(points, line)
+        half_height = a.mm(5.5) - along * a.mm(3.5)       # thick at the nose end, thin at the temple
+        brows = np.maximum(brows, _sigmoid((half_height - distance) / a.mm(0.8)))
+    fields["brow"] = skin * brows * (1 - region["lips"])
+
+    # beard: below a line from the nose base over the cheeks to the sideburns, in front of the ears, down the throat
+    mouth_y = a.mouth[1]
+    knots_x = np.array([0.0, 15.0, 26.0, 45.0, 60.0, 80.0]) * 1e-3 * a.scale
+    knots_y = np.array([mouth_y + a.mm(16), mouth_y + a.mm(15), mouth_y + a.mm(4), mouth_y + a.mm(12),
+                        eye_y - a.mm(12), eye_y + a.mm(8)])
+    top = np.interp(np.abs(points[:, 0]), knots_x, knots_y)
+    ears = model.regions.get("ears")
+    ear_z = float(verts[ears, 2].mean()) if ears is not None and ears.any() else float(a.eyes[0, 2]) - a.mm(70)
+    fields["beard"] = (skin * _sigmoid((top - points[:, 1]) / a.mm(2.5)) * _sigmoid((points[:, 2] - ear_z - a.mm(12)) / a.mm(4))
+                       * _sigmoid((points[:, 1] - a.chin[1] + a.mm(45)) / a.mm(6))
+                       * (1 - region["lips"]) * (1 - region["ears"]))
+    return fields
+
+
+_LAYOUTS: dict[tuple[Any, ...], _Layout] = {}
+
+
+def _layout(model: HeadModel) -> _Layout:
+    """The smooth maps of ``model`` (cached per model for the process)."""
+    key = (id(model), model.metadata.get("fingerprint"), len(model.faces))
+    if key not in _LAYOUTS:
+        if len(_LAYOUTS) > 4:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = _build_layout(model)
+    return _LAYOUTS[key]
+
+
+def _build_layout(model: HeadModel) -> _Layout:
+    import cv2
+    import torch
+
+    from ..texture.image_io import push_pull_fill
+    from ..texture.uv import texel_geometry
+
+    size = FIELD_SIZE
+    geometry = texel_geometry(model, size)
+    anchors = _anchors(model)
+    verts = np.asarray(model.template_m, np.float64)
+    faces = np.asarray(model.faces, np.int64)
+    points = geometry.interpolate(torch.as_tensor(verts)).numpy()
+
+    def vertex_field(values: np.ndarray) -> np.ndarray:
+        return geometry.interpolate(torch.as_tensor(values[:, None])).numpy()[:, 0]
+
+    region = {name: mask.numpy().astype(np.float64) for name, mask in geometry.regions.items()}
+    for name in ("face", "scalp", "ears", "neck", "lips", "eye_left", "eye_right", "mouth_interior", "teeth", "tongue"):
+        region.setdefault(name, np.zeros(geometry.count))
+    region["skin"] = geometry.skin.numpy().astype(np.float64)
+    # the mouth's parts keep their colours on their own islands; the inner lips in the face island are lips,
+    # whose edge follows the surface (vertex mask interpolated), not the texels' triangles
+    for name, island in (("mouth_interior", "mouth_cavity"), ("teeth", "teeth"), ("tongue", "tongue")):
+        own = geometry.in_islands(model, island).numpy() if model.metadata.get("uv_islands") else np.ones(geometry.count, bool)
+        region["lips_inner"] = np.maximum(region.get("lips_inner", 0.0), region[name] * ~own)
+        region[name] = region[name] * own
+    lips = vertex_field(model.regions.get("lips", np.zeros(len(verts), bool)).astype(np.float64))
+    region["lips"] = np.maximum(np.clip((lips - 0.5) * 2.5 + 0.5, 0.0, 1.0), region["lips_inner"])
+    scalp = model.regions.get("scalp", np.zeros(len(verts), bool)).astype(np.float64)
+    # hair: the scalp down to the nape, and a little over its edge above the ears
+    ears = model.regions.get("ears", np.zeros(len(verts), bool))
+    ear_y = float(verts[ears, 1].mean()) if ears.any() else float(anchors.eyes[0, 1]) - anchors.mm(15)
+    spill = np.clip(vertex_field(_smooth_vertex_values(scalp, faces, 3)) * 2.5, 0.0, 1.0)
+    spill *= _sigmoid((points[:, 1] - ear_y - anchors.mm(10)) / anchors.mm(4))
+    nape = _sigmoid((points[:, 1] - ear_y + anchors.mm(20)) / anchors.mm(4))
+    region["hair"] = np.maximum(region["scalp"], spill) * nape * region["skin"]
+    fields = {name: region[name] for name in ("skin", "hair", "lips", "ears", "neck", "face", "mouth_interior", "teeth", "tongue")}
+    fields["eye"] = region["eye_left"] + region["eye_right"]
+    fields.update(_feature_fields(model, anchors, points, region))
+
+    # surface size of a texel: sqrt(3D area / UV area) of its triangle
+    corners = verts[faces]
+    area_3d = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    uv = np.asarray(model.uv, np.float64)[np.asarray(model.face_uv, np.int64)] * size
+    area_uv = 0.5 * np.abs(np.cross(uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]))
+    mm_per_texel = (np.sqrt(area_3d / np.maximum(area_uv, 1e-9)) * 1e3)[geometry.triangle.numpy()]
+
+    names = list(fields)
+    stack = np.stack([fields[n] for n in names] + [mm_per_texel] + [points[:, k] for k in range(3)], 1).astype(np.float32)
+    covered = geometry.mask().numpy()
+    image = np.zeros((size * size, stack.shape[1]), np.float32)
+    image[geometry.texels.numpy()] = stack
+    filled = np.concatenate([push_pull_fill(image.reshape(size, size, -1)[..., k:k + 4], covered)
+                             for k in range(0, stack.shape[1], 4)], axis=2)   # OpenCV resizes up to 4 channels at once
+    face_skin = (region["face"] > 0) & (region["skin"] > 0)
+    near_covered = cv2.dilate(covered.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return _Layout(anchors=anchors, covered=covered, near_covered=near_covered, position=np.ascontiguousarray(filled[..., -3:]),
+                   mm_per_texel=np.ascontiguousarray(filled[..., len(names)]),
+                   face_mm_per_texel=float(np.median(mm_per_texel[face_skin])),
+                   fields={n: np.ascontiguousarray(filled[..., k]) for k, n in enumerate(names)},
+                   ita_texels=geometry.texels.numpy()[face_skin])
+
+
+# --- drawing at the output size -------------------------------------------------------------------------------------
+Window = tuple[slice, slice]
+
+
+def _resize(field: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if field.shape[0] == size:
+        return field
+    interpolation = cv2.INTER_LINEAR if size > field.shape[0] else cv2.INTER_AREA
+    return cv2.resize(field, (size, size), interpolation=interpolation)
+
+
+class _Canvas:
+    """The output-size views of a layout's maps (each upsampled once) and the boxes where a map matters."""
+
+    def __init__(self, layout: _Layout, size: int) -> None:
+        self.layout, self.size = layout, size
+        self.texel_mm = layout.face_mm_per_texel * FIELD_SIZE / size     # a face texel at the output size
+        self._cache: dict[str, np.ndarray] = {}
+
+    def field(self, name: str, window: Window | None = None) -> np.ndarray:
+        if name not in self._cache:
+            source = self.layout.position if name == "position" else self.layout.fields[name]
+            self._cache[name] = _resize(source, self.size)
+        return self._cache[name] if window is None else self._cache[name][window]
+
+    def windows(self, weight: np.ndarray, margin_mm: float = 3.0, threshold: float = 0.01) -> list[Window]:
+        """Disjoint boxes (at the output size) around the connected parts of the UV islands where a (F, F) map
+        exceeds ``threshold`` (the gutter beyond a texel or two of an island does not count)."""
+        import cv2
+
+        inside = (weight > threshold) & self.layout.near_covered
+        count, _, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
+        margin = int(math.ceil(margin_mm / self.layout.face_mm_per_texel)) + 1
+        boxes = [[max(y - margin, 0), max(x - margin, 0), min(y + h + margin, FIELD_SIZE), min(x + w + margin, FIELD_SIZE)]
+                 for x, y, w, h in stats[1:count, :4].tolist()]
+        merged = True
+        while merged:                      # union overlapping boxes, so that no texel is drawn twice
+            merged = False
+            for i in range(len(boxes)):
+                for j in range(i + 1, len(boxes)):
+                    a, b = boxes[i], boxes[j]
+                    if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                        boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                        del boxes[j]
+                        merged = True
+                        break
+                if merged:
+                    break
+        scale = self.size / FIELD_SIZE
+        return [(slice(int(r0 * scale), int(math.ceil(r1 * scale))), slice(int(c0 * scale), int(math.ceil(c1 * scale))))
+                for r0, c0, r1, c1 in sorted(boxes)]
+
+
+def _fbm(rng: np.random.Generator, size: int, cells: float, octaves: int, persistence: float = 0.5) -> np.ndarray:
+    """(size, size) smooth value noise, zero mean and unit deviation: ``octaves`` of cubic-upsampled random grids."""
+    import cv2
+
+    out = np.zeros((size, size), np.float32)
+    for octave in range(octaves):
+        count = max(2, int(round(cells * 2 ** octave)))
+        grid = rng.standard_normal((count, count)).astype(np.float32)
+        out += persistence ** octave * cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
+    return (out - out.mean()) / max(float(out.std()), 1e-6)
+
+
+@dataclass
+class _Points:
+    """Points on the surface in UV space, as output-texel coordinates, with the field texel each lies in."""
+
+    row: np.ndarray
+    col: np.ndarray
+    field_index: np.ndarray
+
+    def subset(self, chosen: np.ndarray) -> "_Points":
+        return _Points(self.row[chosen], self.col[chosen], self.field_index[chosen])
+
+    def inside(self, window: Window) -> np.ndarray:
+        rows, cols = window
+        return (self.row >= rows.start) & (self.row < rows.stop) & (self.col >= cols.start) & (self.col < cols.stop)
+
+
+def _scatter(rng: np.random.Generator, per_mm2: np.ndarray, layout: _Layout, size: int) -> _Points:
+    """A Poisson process of ``per_mm2`` (F, F) points per square millimetre of surface, on covered texels.
+
+    The points depend on the seed and the map only, not on ``size``: every output size draws the same ones.
+    """
+    expected = np.where(layout.covered, per_mm2 * layout.mm_per_texel ** 2, 0.0)
+    counts = rng.poisson(np.maximum(expected, 0.0).ravel())
+    index = np.repeat(np.arange(FIELD_SIZE * FIELD_SIZE), counts)
+    jitter = rng.random((len(index), 2))
+    scale = size / FIELD_SIZE
+    return _Points(((index // FIELD_SIZE) + jitter[:, 0]) * scale, ((index % FIELD_SIZE) + jitter[:, 1]) * scale, index)
+
+
+def _splat(points: _Points, weights: np.ndarray, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """An image of ``shape`` whose top-left texel is ``origin``: each point's weight added to the texel it falls in."""
+    rows = np.clip(points.row.astype(np.int64) - origin[0], 0, shape[0] - 1)
+    cols = np.clip(points.col.astype(np.int64) - origin[1], 0, shape[1] - 1)
+    flat = np.bincount(rows * shape[1] + cols, weights, minlength=shape[0] * shape[1])   # deterministic
+    return flat.reshape(shape).astype(np.float32)
+
+
+def _blobs(points: _Points, radius_mm: np.ndarray, strength: np.ndarray, layout: _Layout, size: int,
+           sharp: bool = False) -> np.ndarray:
+    """(size, size) coverage of round spots of the given radii: area-true when a spot is smaller than a texel."""
+    import cv2
+
+    out = np.zeros((size, size), np.float32)
+    if len(radius_mm) == 0:
+        return out
+    texel_mm = layout.mm_per_texel.ravel()[points.field_index] * (FIELD_SIZE / size)
+    radius_px = radius_mm / texel_mm
+    middle = float(np.median(radius_px))
+    for chosen in (radius_px < middle, radius_px >= middle):   # two size classes, each one blur of its impulses
+        if not chosen.any():
+            continue
+        sigma = max(float(np.median(radius_px[chosen])) * 0.6, 0.4)
+        area = 2.0 * np.pi * sigma ** 2 if sharp else np.pi * radius_px[chosen] ** 2
+        out += cv2.GaussianBlur(_splat(points.subset(chosen), strength[chosen] * area, (size, size)), (0, 0), sigma)
+    if sharp:                            # a spot with an edge (a mole), not a soft dot
+        out = np.clip((out - 0.25) * 2.0, 0.0, 1.0)
+    return np.minimum(out, 1.0)
+
+
+def _strand_kernel(length_px: float, angle_rad: float) -> np.ndarray:
+    """An antialiased line through the kernel's centre, weights summing to about its length (one texel of width)."""
+    half = int(math.ceil(length_px / 2 + 1))
+    ys, xs = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float32)
+    along = xs * math.cos(angle_rad) - ys * math.sin(angle_rad)      # rows grow downwards: positive angle points up
+    across = xs * math.sin(angle_rad) + ys * math.cos(angle_rad)
+    return (np.clip(1.0 - np.abs(across), 0, 1) * np.clip(length_px / 2 - np.abs(along) + 0.5, 0, 1)).astype(np.float32)
+
+
+def _hair(rgb: np.ndarray, canvas: _Canvas, rng: np.random.Generator, per_mm2: np.ndarray, colour: Any,
+          length_mm: float, width_mm: float, angles_deg: tuple[float, float]) -> None:
+    """Draw hair strands over ``rgb`` in place: roots a Poisson process of ``per_mm2`` (F, F), each strand a line.
+
+    Two layers, darker and lighter than ``colour`` (hair is never one flat colour), with strands at the two
+    ``angles_deg``, measured from the lateral direction, upwards positive; the subject's right half of the UV
+    space (u < 0.5) is mirrored.
+    Coverage is area-true: a hair thinner than a texel covers that fraction of it.
+    """
+    import cv2
+
+    size = canvas.size
+    windows = canvas.windows(per_mm2, margin_mm=length_mm + 1.0)
+    for shade, angle in zip((0.65, 1.35), angles_deg):
+        points = _scatter(rng, 0.5 * per_mm2, canvas.layout, size)
+        right_half = points.col >= size / 2                  # +x (the subject's left) maps to u > 0.5
+        tint = np.clip(np.asarray(colour, np.float32) * shade, 0.0, 1.0)
+        for window in windows:
+            shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
+            cover = np.zeros(shape, np.float32)
+            inside = points.inside(window)
+            for half, direction in ((right_half, angle), (~right_half, 180.0 - angle)):
+                chosen = inside & half
+                if not chosen.any():
+                    continue
+                impulses = _splat(points.subset(chosen), np.full(int(chosen.sum()), min(width_mm / canvas.texel_mm, 1.0)),
+                                  shape, (window[0].start, window[1].start))
+                kernel = _strand_kernel(length_mm / canvas.texel_mm, math.radians(direction))
+                cover += cv2.filter2D(impulses, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+            _blend(rgb, window, tint, np.minimum(cover, 1.0))
+
+
+def _blend(rgb: np.ndarray, window: Window, colour: Any, weight: np.ndarray) -> None:
+    """rgb[window] moves towards ``colour`` (3,) or (h, w, 3) by ``weight`` (h, w), in place."""
+    patch = rgb[window]
+    patch += weight[..., None] * (np.asarray(colour, np.float32) - patch)
+
+
+def _line_profile(distance_mm: np.ndarray, width_mm: float, texel_mm: float) -> np.ndarray:
+    """A thin line's coverage at a distance from its centre: never thinner than a texel, its area kept."""
+    width = max(width_mm, texel_mm)
+    return (width_mm / width) * np.exp(-0.5 * (distance_mm / (0.5 * width)) ** 2)
+
+
+def _wrinkles(canvas: _Canvas, rng: np.random.Generator, skin: SkinParams) -> np.ndarray:
+    """(size, size) darkening of fine lines: forehead furrows, crow's feet, lines under the eyes."""
+    a = canvas.layout.anchors
+    fields = canvas.layout.fields
+    out = np.zeros((canvas.size, canvas.size), np.float32)
+    depth = 0.25 + 0.75 * skin.wrinkles
+    waviness = _resize(_fbm(rng, FIELD_SIZE, 20, 2), canvas.size)
+    presence = np.clip(0.6 + 0.5 * _resize(_fbm(rng, FIELD_SIZE, 12, 2), canvas.size), 0.0, 1.0)
+
+    for window in canvas.windows(fields["forehead"]):
+        position = canvas.field("position", window)
+        spacing = a.mm(8.0)
+        phase = (position[..., 1] - a.eyes[0, 1]) / spacing + 0.25 * waviness[window]
+        distance_mm = np.abs(phase - np.round(phase)) * spacing * 1e3
+        lines = _line_profile(distance_mm, 0.35 + 0.25 * skin.wrinkles, canvas.texel_mm)
+        out[window] += depth * canvas.field("forehead", window) * presence[window] * lines
+
+    for window in canvas.windows(fields["eye_zone"] * fields["face"], threshold=0.15):
+        position = canvas.field("position", window).astype(np.float64)
+        side = np.where(position[..., 0] >= 0, 0, 1)
+        eye = a.eyes[side]
+        outward = np.where(side == 0, 1.0, -1.0)
+        corner = eye + np.stack([outward * a.eye_radius * 0.95, np.full_like(outward, -a.mm(1.5)),
+                                 np.full_like(outward, -a.eye_radius * 0.2)], -1)
+        offset = position - corner
+        lateral = np.hypot(offset[..., 0], offset[..., 2])
+        radius = np.hypot(lateral, offset[..., 1])
+        angle = np.arctan2(offset[..., 1], lateral) + 0.08 * waviness[window]
+        spread = math.radians(13.0)
+        arc_mm = np.abs(angle / spread - np.round(angle / spread)) * spread * radius * 1e3
+        fan = (_sigmoid((outward * offset[..., 0] + a.mm(2)) / a.mm(1.5)) * _sigmoid((radius - a.mm(3)) / a.mm(1))
+               * _gauss(radius, a.mm(13)) * (np.abs(angle) < math.radians(50)))
+        lines = fan * _line_profile(arc_mm, 0.3 + 0.2 * skin.wrinkles, canvas.texel_mm)
+        gap = np.linalg.norm(position - eye, axis=-1) - a.eye_radius
+        ring = a.mm(3.0)
+        ring_mm = np.abs((gap - a.mm(2.5)) / ring - np.round((gap - a.mm(2.5)) / ring)) * ring * 1e3
+        lines += 0.8 * canvas.field("under_eye", window) * (gap > a.mm(2)) * _line_profile(ring_mm, 0.3, canvas.texel_mm)
+        out[window] += depth * canvas.field("eye_zone", window) * presence[window] * lines
+    return np.minimum(out, 1.0)
+
+
+def _eye_colours(canvas: _Canvas, rng: np.random.Generator, skin: SkinParams, window: Window) -> np.ndarray:
+    """(h, w, 3) eyeball albedo in a window: sclera, a fibrous iris of the identity's colour, limbal ring, pupil."""
+    a = canvas.layout.anchors
+    position = canvas.field("position", window).astype(np.float64)
+    direction = position - a.eyes[np.where(position[..., 0] >= 0, 0, 1)]
+    direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-9)
+    angle = np.degrees(np.arccos(np.clip(direction[..., 2], -1.0, 1.0)))   # from the gaze axis (+z)
+    around = np.arctan2(direction[..., 1], direction[..., 0])
+    iris_deg, pupil_deg = 31.0, float(rng.uniform(9.0, 13.0))
+    fibres = np.zeros_like(around)
+    for k in rng.integers(20, 90, 6):                    # radial fibres: a few random angular frequencies
+        fibres += np.cos(k * around + rng.uniform(0, 2 * np.pi)) / 6
+    radius = angle / iris_deg
+    iris = np.asarray(skin.iris_rgb) * (1.0 + 0.45 * fibres[..., None] + 0.35 * _gauss(radius - 0.55, 0.08)[..., None])
+    iris *= (1.0 - 0.6 * _sigmoid((radius - 0.9) / 0.03))[..., None]                 # dark limbal ring
+    sclera = np.array([0.70, 0.66, 0.62]) * (1.0 + 0.12 * _sigmoid((angle - 70.0) / 8.0)[..., None] * np.array([0.1, -0.35, -0.4]))
+    colour = np.where((angle < iris_deg)[..., None], iris, sclera)
+    return np.where((angle < pupil_deg)[..., None], np.array([0.012, 0.010, 0.010]), colour).astype(np.float32)
+
+
+def _lash_line(canvas: _Canvas, window: Window) -> np.ndarray:
+    """(h, w) coverage of the lash line: the upper lid's margin along the eyeball, in front."""
+    a = canvas.layout.anchors
+    position = canvas.field("position", window).astype(np.float64)
+    offset = position - a.eyes[np.where(position[..., 0] >= 0, 0, 1)]
+    gap = np.linalg.norm(offset, axis=-1) - a.eye_radius
+    front = _sigmoid((offset[..., 2] - 0.2 * a.eye_radius) / a.mm(1.0))
+    upper = _sigmoid((offset[..., 1] + a.mm(1.0)) / a.mm(0.7))
+    return (0.85 * front * upper * _sigmoid((a.mm(1.3) - gap) / a.mm(0.3))).astype(np.float32)
+
+
+def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: SkinParams | None = None) -> Albedo:
+    """A (size, size) linear UV albedo of ``model`` for identity ``skin`` (default: ``sample_skin(seed)``)."""
+    from ..texture.delight import FIXED_COLOURS
+
+    if size < 64:
+        raise ValueError(f"albedo size must be at least 64 texels, not {size}")
+    skin = skin or sample_skin(seed)
+    layout = _layout(model)
+    canvas = _Canvas(layout, size)
+    f = layout.fields
+    rng = [np.random.default_rng([int(seed), k]) for k in range(10)]   # one stream per layer: layers stay independent
+    texture_mm = FIELD_SIZE * layout.face_mm_per_texel                # the texture's width in face millimetres
+
+    def noise(stream: int, scale_mm: float, octaves: int) -> np.ndarray:
+        return _fbm(rng[stream], FIELD_SIZE, texture_mm / scale_mm, octaves, 0.55)
+
+    # pigment and blood: smooth regional maps with 1-3 cm blotches
+    blotch = 0.4 + 0.6 * skin.blotchiness
+    melanin = skin.melanin * np.exp(0.15 * blotch * noise(0, 30.0, 4)) * (
+        1.0 + 0.25 * f["upper_lid"] + 0.2 * f["under_eye"] + 0.06 * f["forehead"] + 0.05 * f["nose"] - 0.4 * f["lips"])
+    blood = skin.haemoglobin * np.exp(0.25 * blotch * noise(1, 25.0, 4)) * (
+        1.0 + 1.0 * f["cheek"] + 0.8 * f["nose"] + 3.0 * f["lips"] + 0.6 * f["ears"] + 0.3 * f["chin"]
+        + 0.2 * f["upper_lid"] - 0.2 * f["neck"])
+    venous = np.clip(0.5 * f["upper_lid"] + 0.45 * f["under_eye"], 0.0, 1.0)
+    melanin, blood, venous = (_resize(m.astype(np.float32), size) for m in (melanin, blood, venous))
+
+    # freckles and moles: melanin spots, sized in millimetres
+    plain_skin = f["skin"] * (1 - f["lips"]) * (1 - f["hair"]) * (1 - f["brow"])
+    clusters = np.clip(0.6 + 0.6 * noise(2, 15.0, 2), 0.0, None)
+    freckle_density = 0.25 * skin.freckles * plain_skin * f["face"] * clusters * (0.1 + f["cheek"] + f["nose"] + 0.3 * f["forehead"])
+    points = _scatter(rng[2], freckle_density, layout, size)
+    count = len(points.row)
+    melanin *= 1.0 + 1.5 * _blobs(points, rng[2].uniform(0.5, 1.5, count), rng[2].uniform(0.3, 1.0, count), layout, size)
+    if skin.moles:
+        where = (plain_skin * (f["face"] + f["neck"]) * (1 - f["eye_zone"]) * layout.mm_per_texel ** 2 * layout.covered).ravel()
+        index = rng[3].choice(len(where), size=skin.moles, p=where / where.sum())
+        jitter = rng[3].random((skin.moles, 2))
+        scale = size / FIELD_SIZE
+        moles = _Points((index // FIELD_SIZE + jitter[:, 0]) * scale, (index % FIELD_SIZE + jitter[:, 1]) * scale, index)
+        spots = _blobs(moles, rng[3].uniform(0.7, 2.0, skin.moles), np.ones(skin.moles), layout, size, sharp=True)
+        melanin += spots * (np.maximum(melanin * 6.0, 0.12) - melanin)
+
+    # colour: the biophysical lookup, arterial and venous blood mixed
+    lut_rows, lut_cols = _lut_coordinates(melanin, blood)
+    rgb = _lookup(_lut(skin.pheomelanin_ratio, skin.oxy_ratio), lut_rows, lut_cols)
+    for window in canvas.windows(np.clip(0.5 * f["upper_lid"] + 0.45 * f["under_eye"], 0, 1)):
+        venous_rgb = _lookup(_lut(skin.pheomelanin_ratio, VENOUS_OXY_RATIO), lut_rows[window], lut_cols[window])
+        _blend(rgb, window, venous_rgb, venous[window])
+    del melanin, blood, venous, lut_rows, lut_cols
+
+    # texture of the skin surface: pores (larger and denser on nose and cheeks) and fine wrinkles
+    pore_density = (0.5 + 0.5 * skin.pores) * plain_skin * (1 - 0.8 * f["upper_lid"]) * (
+        0.3 + 0.6 * f["nose"] + 0.35 * f["cheek"] + 0.15 * f["forehead"] + 0.25 * f["chin"])
+    points = _scatter(rng[4], pore_density, layout, size)
+    count = len(points.row)
+    bigness = np.clip(f["nose"] + 0.6 * f["cheek"], 0.0, 1.0).ravel()[points.field_index]
+    pores = _blobs(points, (0.06 + 0.1 * bigness) * rng[4].uniform(0.7, 1.3, count), rng[4].uniform(0.5, 1.0, count), layout, size)
+    darkening = (0.2 + 0.25 * skin.pores) * pores + 0.16 * _wrinkles(canvas, rng[5], skin)
+    rgb *= 1.0 - darkening[..., None] * np.array([0.85, 1.0, 1.05], np.float32)   # creases look a little red
+    del pores, darkening
+
+    # hair: brows, stubble, scalp
+    _hair(rgb, canvas, rng[6], 2.2 * f["brow"], skin.hair_rgb, 7.0, 0.07, (12.0, 30.0))
+    if skin.stubble > 0:
+        dark_hair = float(np.clip(1.0 - np.mean(skin.hair_rgb) / 0.3, 0.0, 1.0))   # fair hair casts no shadow
+        for window in canvas.windows(f["beard"]):                  # hair under the skin: the beard's shadow
+            rgb[window] *= 1.0 - (0.3 * skin.stubble * dark_hair * canvas.field("beard", window))[..., None]
+        _hair(rgb, canvas, rng[7], 0.8 * skin.stubble * f["beard"], skin.hair_rgb, 0.3 + 1.2 * skin.stubble, 0.1, (-70.0, -95.0))
+    if skin.hair_coverage > 0:
+        _hair(rgb, canvas, rng[8], 3.0 * skin.hair_coverage * f["hair"], skin.hair_rgb, 6.0, 0.07, (80.0, 100.0))
+
+    # the parts that are not skin
+    lashes = np.clip(np.asarray(skin.hair_rgb) * 0.5, 0.0, 1.0)
+    for window in canvas.windows(f["upper_lid"] * f["face"]):
+        _blend(rgb, window, lashes, _lash_line(canvas, window) * canvas.field("skin", window))
+    for window in canvas.windows(f["eye"], threshold=0.3):
+        _blend(rgb, window, _eye_colours(canvas, rng[9], skin, window), canvas.field("eye", window))
+    variation = _resize(noise(9, 8.0, 2), size)
+    for name in ("mouth_interior", "teeth", "tongue"):
+        for window in canvas.windows(f[name], threshold=0.3):
+            colour = np.asarray(FIXED_COLOURS[name], np.float32) * (1.0 + 0.06 * variation[window])[..., None]
+            _blend(rgb, window, colour, canvas.field(name, window))
+
+    linear = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    face = _resize(linear, FIELD_SIZE).reshape(-1, 3)[layout.ita_texels]
+    return Albedo(linear=linear, skin=skin, ita_deg=float(np.median(ita_degrees(face))))
