@@ -20,6 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..native_stderr import native_stdout_captured
 from .lighting import PRESETS, apply_lighting, remove_lighting
 
 VIEW_FOV_DEG = 28.0
@@ -35,7 +36,8 @@ def render_avatar_lightings(blend: str | os.PathLike, output_dir: str | os.PathL
         raise InputError(f"unknown lighting preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     if not blend.is_file():
         raise InputError(f"{blend} does not exist; build the avatar first (`studio-avatar build`)")
-    bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
+    with native_stdout_captured():
+        bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
     scene = bpy.context.scene
     heads = [obj for obj in scene.objects if obj.type == "MESH" and len(obj.data.vertices) > 1000]
     if not heads:
@@ -85,7 +87,8 @@ def render_avatar_lightings(blend: str | os.PathLike, output_dir: str | os.PathL
         target = output_dir / f"{name}.png"
         with atomic_path(target) as tmp:
             scene.render.filepath = str(tmp)
-            bpy.ops.render.render(write_still=True)
+            with native_stdout_captured():
+                bpy.ops.render.render(write_still=True)
         written[name] = str(target.resolve())
         if progress is not None:
             progress.update((i + 1) / len(presets), f"rendered the avatar under {name} light", force=True)

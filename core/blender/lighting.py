@@ -122,7 +122,7 @@ def _look_rotation(direction: np.ndarray) -> tuple[float, float, float]:
     d = np.asarray(direction, np.float64)
     d = d / max(np.linalg.norm(d), 1e-12)
     pitch = math.acos(float(np.clip(-d[2], -1.0, 1.0)))
-    yaw = math.atan2(d[1], d[0]) + math.pi / 2
+    yaw = math.atan2(-d[0], d[1])        # R_z(yaw) R_x(pitch) (0, 0, -1) = d
     return (pitch, 0.0, yaw)
 
 
@@ -130,9 +130,9 @@ def studio_lighting() -> Lighting:
     """A three-point softbox rig in a dim neutral world: the reference light of ``gt/studio.png``."""
     white = kelvin_to_rgb(5600)
     return Lighting(hdri=None, world_rgb=(0.08, 0.08, 0.08), hdri_strength=1.0, lamps=(
-        Lamp("AREA", (-0.9, -1.2, 0.5), white, 2000.0, 1.0),    # key: front left of the face (image left), above
-        Lamp("AREA", (1.1, -1.0, 0.2), white, 750.0, 1.2),     # fill: front right, lower and weaker
-        Lamp("AREA", (0.3, 1.2, 0.9), white, 1000.0, 0.8),      # rim from behind
+        Lamp("AREA", (-0.9, -1.2, 0.5), white, 22.0, 1.0),    # key: front left of the face (image left), above
+        Lamp("AREA", (1.1, -1.0, 0.2), white, 8.0, 1.2),     # fill: front right, lower and weaker
+        Lamp("AREA", (0.3, 1.2, 0.9), white, 11.0, 0.8),      # rim from behind
     ))
 
 

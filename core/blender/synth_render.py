@@ -26,6 +26,7 @@ import mathutils
 import numpy as np
 
 from ..errors import StudioAvatarError
+from ..native_stderr import native_stdout_captured
 from .head import MODEL_TO_BLENDER
 from .lighting import Lighting, apply_lighting, remove_lighting
 
@@ -41,7 +42,8 @@ class SynthScene:
     def __init__(self, faces: np.ndarray, face_uv: np.ndarray, uv: np.ndarray, albedo_png: Path, lighting: Lighting,
                  width: int, height: int, samples: int, roughness: float = 0.45, specular: float = 0.5,
                  subsurface: float = 0.0, threads: int = 0):
-        bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+        with native_stdout_captured():
+            bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
         self.scene = scene = bpy.context.scene
         self.width, self.height = width, height
         self._tmp = tempfile.TemporaryDirectory(prefix="studio-avatar-synth-")
@@ -150,7 +152,8 @@ class SynthScene:
         self.scene.render.filepath = str(path)
         self.scene.render.film_transparent = alpha
         self.scene.render.image_settings.color_mode = "RGBA" if alpha else "RGB"
-        bpy.ops.render.render(write_still=True)
+        with native_stdout_captured():
+            bpy.ops.render.render(write_still=True)
         return _read_exr(path, 4 if alpha else 3)
 
     # -- ground truth ----------------------------------------------------------------------------
@@ -175,7 +178,8 @@ class SynthScene:
         bake.margin = max(2, size // 128)
         bake.margin_type = "EXTEND"
         try:
-            bpy.ops.object.bake(type="DIFFUSE", pass_filter={"DIRECT", "INDIRECT"}, use_clear=True, margin=bake.margin)
+            with native_stdout_captured():
+                bpy.ops.object.bake(type="DIFFUSE", pass_filter={"DIRECT", "INDIRECT"}, use_clear=True, margin=bake.margin)
             pixels = np.empty(size * size * 4, np.float32)
             image.pixels.foreach_get(pixels)
         finally:
@@ -235,7 +239,8 @@ def encode_h264(frame_files: Sequence[Path], fps: float, size: tuple[int, int], 
         render.ffmpeg.gopsize = 12
         render.ffmpeg.audio_codec = "NONE"
         render.filepath = str(output)
-        bpy.ops.render.render(animation=True, scene=scene.name)
+        with native_stdout_captured():
+            bpy.ops.render.render(animation=True, scene=scene.name)
     finally:
         bpy.data.scenes.remove(scene)
     if not Path(output).is_file():

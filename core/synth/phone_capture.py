@@ -45,6 +45,9 @@ from .head_clip import HeadClipSpec, _axis_angle, posed_vertices, sample_head_cl
 
 HDRIS = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
 HDRI_GAIN = {"night": 6.0, "interior": 2.0, "forest": 1.5}      # the dim ones, brought near the others
+WB_LIMIT = 1.35             # the auto white balance's largest gain (or cut) of one channel against the mean
+CAMERA_ABOVE_DEG = 6.0      # phones are held a little above eye level: the head is seen slightly from above
+SHAPE_SIGMA, SHAPE_COMPONENTS = 1.0, 60    # identity: coefficients ~ N(0, sigma^2) (one unit = one s.d. of the head model)
 STUDIO_DISTANCE_M = 0.62     # camera to the face centre in the studio render
 STUDIO_FOV_DEG = 28.0
 # seed streams (numpy SeedSequence entropy [seed, stream]); the motion uses head_clip's PCG64(seed)
@@ -125,7 +128,7 @@ def sample_scene(spec: SynthSpec) -> dict[str, Any]:
         "phone": {
             "exposure_compensation": float(2 ** rng.uniform(-0.5, 0.5)),
             "exposure_lag": float(rng.uniform(0.25, 0.6)),          # fraction of the way to the target per frame
-            "wb_strength": float(rng.uniform(0.5, 0.9)),             # how much of the grey-world cast is removed
+            "wb_strength": float(rng.uniform(0.3, 0.7)),             # how much of the grey-world cast is removed
             "wb_bias": [float(v) for v in 2 ** rng.uniform(-0.06, 0.06, 3)],
             "shutter_s": float(1 / rng.uniform(30, 250)),
             "shot_noise": float(rng.uniform(1e-4, 5e-4)),           # variance per unit linear signal at gain 1
@@ -139,7 +142,7 @@ def sample_truth(model: HeadModel, spec: SynthSpec, scene: dict[str, Any]) -> di
     clip = HeadClipSpec(frames=spec.frames, width=spec.width, height=spec.height, fps=spec.fps, seed=spec.seed,
                         yaw_deg=scene["yaw_deg"], pitch_deg=scene["pitch_deg"], roll_deg=5.0,
                         distance_m=scene["distance_m"], distance_jitter_m=0.05, offset_jitter_m=0.02,
-                        fov_y_deg=scene["fov_deg"], noise_sigma=0.0)
+                        fov_y_deg=scene["fov_deg"], noise_sigma=0.0, shape_sigma=SHAPE_SIGMA, shape_components=SHAPE_COMPONENTS)
     gt = sample_head_clip(model, clip)
     # handheld shake: a small random camera rotation per frame (a little smoothed), v -> dR v in the camera frame
     import torch
@@ -150,9 +153,10 @@ def sample_truth(model: HeadModel, spec: SynthSpec, scene: dict[str, Any]) -> di
     shake = (shake[:-2] + 2 * shake[1:-1] + shake[2:]) / 4
     _, joints = model.vertices(torch.as_tensor(gt["shape"][None]), return_joints=True)
     root = joints[0, 0].double().numpy()
+    chin_down = _rotvec_to_matrix(np.array([math.radians(CAMERA_ABOVE_DEG), 0.0, 0.0]))
     for i in range(n):
         d_rotation = _rotvec_to_matrix(shake[i])
-        rotation = d_rotation @ _rotvec_to_matrix(gt["pose"][i, 0].astype(np.float64))
+        rotation = d_rotation @ _rotvec_to_matrix(gt["pose"][i, 0].astype(np.float64)) @ chin_down
         gt["pose"][i, 0] = _axis_angle(rotation)
         gt["translation"][i] = d_rotation @ (root + gt["translation"][i]) - root
     del gt["landmarks_px"], gt["landmarks_visible"]       # of the unshaken motion; the pipeline detects its own
@@ -217,7 +221,8 @@ class PhoneCamera:
         self.gain = target if self.gain is None else float(np.exp((1 - lag) * np.log(self.gain) + lag * np.log(target)))
         mean_rgb = np.maximum(centre.reshape(-1, 3).mean(0), 1e-5)
         cast = mean_rgb / mean_rgb.mean()
-        white_target = cast ** -s["wb_strength"]
+        # a partial grey-world correction, limited like a phone's AWB (it will not paint a warm room blue)
+        white_target = np.clip(cast ** -s["wb_strength"], 1 / WB_LIMIT, WB_LIMIT)
         self.white = white_target if self.white is None else (1 - lag) * self.white + lag * white_target
         rgb_gain = (self.gain * self.white * np.asarray(s["wb_bias"])).astype(np.float32)
         image = linear * rgb_gain
