@@ -38,6 +38,7 @@ from devpath import load_package  # noqa: E402
 
 load_package()
 from studio_avatar.core.eval.evaluate import evaluate_capture, json_ready  # noqa: E402
+from track_fit import source_version  # noqa: E402
 from studio_avatar.core.head.open_head import get_open_head  # noqa: E402
 from studio_avatar.core.pipeline import reconstruct  # noqa: E402
 from studio_avatar.core.progress import Progress  # noqa: E402
@@ -72,17 +73,6 @@ COLUMNS = (  # key, header, format
     ("ita_error_deg", "ITA err°", "{:+.1f}"),
     ("identity_distance", "identity", "{:.3f}"),
 )
-
-
-def source_version() -> str:
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=BENCH, capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def synthesize(name, spec, model, fresh):

@@ -6,6 +6,8 @@ Examples::
     studio-avatar reconstruct clip.mp4 -o captures/anna
     studio-avatar status captures/anna
     studio-avatar build captures/anna -o anna.blend
+    studio-avatar render anna.blend -o renders --lightings studio,sunset --views 0,30 --expressions neutral,smile
+    studio-avatar export anna.blend -o anna.glb
     studio-avatar demo -o demo_out
     studio-avatar --worker probe clip.mp4      # JSON-lines protocol on stdout, "cancel" on stdin
 
@@ -165,6 +167,50 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     return result
 
 
+def _cmd_export(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    try:
+        from .blender.export import check_export_output, export_avatar
+    except ImportError as exc:
+        if exc.name != "bpy":
+            raise
+        raise StudioAvatarError(
+            "`export` needs Blender's Python module bpy (pip install bpy==4.5.15 in Python 3.11, as the README says); "
+            "inside Blender use File > Export instead") from None
+    stage = progress.stage("export")
+    _, kind = check_export_output(args.output, args.overwrite)
+    stage.update(0.0, f"exporting the avatar as {kind}", force=True)
+    result = export_avatar(args.blend, args.output, overwrite=args.overwrite)
+    stage.update(1.0, f"wrote {result['path']}", force=True)
+    return result
+
+
+def _cmd_render(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    lightings, expressions = _comma_list(args.lightings), _comma_list(args.expressions)
+    try:
+        views = [float(view) for view in _comma_list(args.views)]
+    except ValueError:
+        raise InputError(f"--views takes yaw angles in degrees separated by commas (e.g. 0,30,-30), not {args.views!r}") from None
+    try:
+        from .blender.batch_render import batch_render, list_tasks, write_contact_sheet
+    except ImportError as exc:
+        if exc.name != "bpy":
+            raise
+        raise StudioAvatarError("`render` needs Blender's Python module bpy (pip install bpy==4.5.15 in Python 3.11, "
+                                "as the README says)") from None
+    if args.list_tasks:
+        tasks = list_tasks(args.avatar, lightings, views, expressions)
+        return {"count": len(tasks), "tasks": tasks}
+    if args.contact_sheet_only:
+        return {"contact_sheet": write_contact_sheet(args.output, lightings, views, expressions)}
+    return batch_render(args.avatar, args.output, lightings, views, expressions, engine=args.engine,
+                        resolution=args.resolution, samples=args.samples, task_index=args.task, overwrite=args.overwrite,
+                        progress=progress.stage("render"))
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _cmd_eval(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .eval.evaluate import evaluate_capture, format_table, json_ready
 
@@ -280,6 +326,36 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="replace the .blend if it exists")
     build.add_argument("--name", default="Studio Avatar", help="name of the avatar's collection and head mesh")
     build.set_defaults(handler=_cmd_build)
+
+    render = commands.add_parser("render", help="batch-render a built avatar: lightings x turntable views x expressions, "
+                                 "one PNG each plus contact_sheet.png (one task per process with --task for render farms)")
+    render.add_argument("avatar", help="avatar .blend written by `build`")
+    render.add_argument("-o", "--output", required=True, help="folder for the images, named LIGHTING_yawDEG_EXPRESSION.png")
+    render.add_argument("--lightings", default="studio", help="lighting presets, comma-separated: studio, sunset, forest, city "
+                        "(default studio)")
+    render.add_argument("--views", default="0", help="camera yaws in degrees around the head, comma-separated; "
+                        "+ turns towards the avatar's left (default 0: the face)")
+    render.add_argument("--expressions", default="neutral", help="comma-separated: neutral, smile, jawOpen, blink, surprise, "
+                        "any shape key name, or shape keys joined by + (default neutral)")
+    render.add_argument("--engine", choices=("CYCLES", "EEVEE"), default="CYCLES",
+                        help="Cycles on the CPU (default), or EEVEE (needs a GPU or EGL; each task runs in a child process)")
+    render.add_argument("--resolution", type=int, default=512, help="side of the square images in pixels (default 512)")
+    render.add_argument("--samples", type=int, default=16, help="samples per pixel (Cycles: denoised; default 16)")
+    render.add_argument("--task", type=int, default=None, metavar="N",
+                        help="render only task N of the job (see --list-tasks); no contact sheet")
+    render.add_argument("--list-tasks", action="store_true", help="print the job's tasks as JSON and render nothing")
+    render.add_argument("--contact-sheet-only", action="store_true",
+                        help="only assemble contact_sheet.png from the images already in the folder (after farm tasks)")
+    render.add_argument("--overwrite", action="store_true", help="render images that already exist again")
+    render.set_defaults(handler=_cmd_render)
+
+    avatar_export = commands.add_parser("export", help="write a built avatar (.blend) as glTF binary or FBX (skin, shape "
+                                        "keys; ARKit names on the open head) or its FLAME parameters as .npz")
+    avatar_export.add_argument("blend", help="avatar .blend written by `build`")
+    avatar_export.add_argument("-o", "--output", required=True, help="file to write; the format follows its extension: "
+                               ".glb, .fbx or .npz (the fit's shape, expression, pose, camera per frame)")
+    avatar_export.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    avatar_export.set_defaults(handler=_cmd_export)
 
     evaluate = commands.add_parser("eval", help="measure a reconstruction of a synthetic video against its ground truth "
                                    "(albedo PSNR/SSIM, shading leakage, skin tone, geometry, identity, coverage, timings)")
