@@ -484,5 +484,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_process(code: int) -> None:
+    """End the process with ``code``. Once bpy is loaded, skip C++ static destructors: bpy 4.5's can deadlock
+    at exit (its global state waits on its own delayed-close thread), which would hang a finished command."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "bpy" in sys.modules:
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover - run through core/launcher.py
-    sys.exit(main())
+    exit_process(main())

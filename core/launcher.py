@@ -24,8 +24,8 @@ if {name!r} not in sys.modules:
     module = importlib.util.module_from_spec(spec)
     sys.modules[{name!r}] = module
     spec.loader.exec_module(module)
-from {name}.core.cli import main
-sys.exit(main())
+from {name}.core.cli import exit_process, main
+exit_process(main())
 """
 
 

@@ -35,8 +35,22 @@ from studio_avatar.core.launcher import worker_argv  # noqa: E402
 from studio_avatar.core.synth.clip import write_turning_head_clip  # noqa: E402
 
 
+_EXIT_STATUS = [0]
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_ISOLATED, ignore_errors=True)
+    _EXIT_STATUS[0] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without C++ static destructors once bpy is loaded: bpy 4.5's global state can deadlock at exit
+    (it waits on its own delayed-close thread), which would hang CI after every test has passed."""
+    if "bpy" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[0])
 
 
 @pytest.fixture(scope="session")
