@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run as the Blender add-on's worker: JSON lines on stdout, 'cancel' or EOF on stdin cancels")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="torch device for learned stages")
     parser.add_argument("--cache-dir", type=Path, default=None, help="folder for built models and caches")
+    parser.add_argument("--weights-dir", type=Path, default=None,
+                        help="folder with the learned stages' weights (default: the shipped weights/)")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -452,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cache_dir:
         os.environ["STUDIO_AVATAR_CACHE"] = str(args.cache_dir)
+    if args.weights_dir:
+        os.environ["STUDIO_AVATAR_WEIGHTS"] = str(args.weights_dir)
     mode = "jsonl" if args.worker else args.progress
     token = CancelToken()
     sink = {"jsonl": lambda: JsonLinesSink(sys.stdout), "none": NullSink}.get(mode, lambda: TextSink(sys.stderr))()

@@ -1,4 +1,4 @@
-"""Default locations: the user cache. Nothing here creates files outside what the user chose."""
+"""Default locations: the user cache and the model weights. Nothing here creates files outside what the user chose."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def default_cache_dir() -> Path:
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "studio-avatar"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio-avatar"
+
+
+SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_dir() -> Path:
+    """Folder of the learned stages' weights (GMug, detail diffusion): ``STUDIO_AVATAR_WEIGHTS`` when set
+    (the add-on's "Weights Folder" preference, the CLI's --weights-dir), else the weights shipped in weights/."""
+    override = os.environ.get("STUDIO_AVATAR_WEIGHTS")
+    return Path(override).expanduser() if override else SHIPPED_WEIGHTS_DIR

@@ -28,6 +28,9 @@ class STUDIO_AVATAR_OT_build_avatar(WorkerJobMixin, bpy.types.Operator):
 
     job_title = strings.PREPARING_HEAD
 
+    capture_dir: StringProperty(name=strings.CAPTURE_FOLDER, description=strings.CAPTURE_FOLDER_TIP, subtype="DIR_PATH",
+                                options={"SKIP_SAVE"})
+    # what the file browser fills in; kept for scripts written before capture_dir
     directory: StringProperty(name=strings.CAPTURE_FOLDER, description=strings.CAPTURE_FOLDER_TIP, subtype="DIR_PATH")
     pack_images: BoolProperty(name=strings.PACK_IMAGES, description=strings.PACK_IMAGES_TIP, default=False)
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
@@ -37,11 +40,13 @@ class STUDIO_AVATAR_OT_build_avatar(WorkerJobMixin, bpy.types.Operator):
         return context.mode == "OBJECT"
 
     def invoke(self, context, event):
+        if self.capture_dir:   # the Reconstruct panel's button names the scene's capture: no browser needed
+            return self.execute(context)
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        folder = bpy.path.abspath(self.directory)
+        folder = bpy.path.abspath(self.capture_dir or self.directory)
         if not folder:
             self.report({"ERROR"}, strings.ERR_NO_CAPTURE)
             return {"CANCELLED"}

@@ -45,6 +45,8 @@ def worker_settings(context):
     prefs = get_preferences(context)
     python = bpy.path.abspath(prefs.worker_python) if prefs.worker_python else sys.executable
     options = ["--device", prefs.device.lower(), "--cache-dir", cache_dir(context)]
+    if prefs.weights_dir:
+        options += ["--weights-dir", bpy.path.abspath(prefs.weights_dir)]
     return python, options, dependency_dirs(dependency_folder())
 
 
@@ -59,19 +61,24 @@ class WorkerJobMixin:
     """Operator mixin: ``run_job(context, args)`` runs ``studio-avatar ARGS`` as a background job.
 
     Subclasses set ``job_title`` and implement ``job_finished(context, worker)``
-    returning the operator's result set.
+    returning the operator's result set. ``start_job(context, job)`` runs any object with
+    WorkerProcess's interface instead (the dependency install).
     """
 
     job_title = "Studio Avatar"
+    job_panel = idnames.PANEL_CAPTURE   # the sidebar panel that draws this job's progress
 
     wait: BoolProperty(name="Wait", description=strings.PROBE_WAIT_TIP, default=False, options={"SKIP_SAVE"})
 
     def run_job(self, context, args):
+        python, options, extra_paths = worker_settings(context)
+        return self.start_job(context, WorkerProcess([*options, *args], python=python, extra_paths=extra_paths))
+
+    def start_job(self, context, worker):
+        """Start ``worker`` (a WorkerProcess, or anything with its interface) as the one background job."""
         if active_job() is not None:
             self.report({"ERROR"}, strings.ERR_JOB_RUNNING)
             return {"CANCELLED"}
-        python, options, extra_paths = worker_settings(context)
-        worker = WorkerProcess([*options, *args], python=python, extra_paths=extra_paths)
         try:
             worker.start()
         except WorkerError as exc:
@@ -81,6 +88,7 @@ class WorkerJobMixin:
         state = job_state(context)
         state.running, state.cancelling = True, False
         state.title, state.stage, state.message, state.fraction, state.eta_s = self.job_title, "", "", 0.0, -1.0
+        state.panel = self.job_panel
 
         if self.wait or bpy.app.background:
             worker.wait(on_event=lambda event: self._apply_event(context, event))

@@ -1,11 +1,15 @@
-"""Add-on preferences: cache folder, device, worker interpreter, FLAME model files."""
+"""Add-on preferences: cache folder, device, worker interpreter, FLAME model files, weights folder, and the
+Python dependencies (what is installed in Blender's Python and the add-on's site-packages; Install button)."""
 
 import sys
+import textwrap
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from .. import strings
+from .. import idnames, strings
+from ..core import deps
+from ..core.paths import weights_dir
 
 # the extension's root package: bl_ext.<repo>.studio_avatar inside Blender
 ADDON_PACKAGE = __package__.rpartition(".")[0]
@@ -20,6 +24,9 @@ class STUDIO_AVATAR_AP_preferences(bpy.types.AddonPreferences):
     worker_python: StringProperty(name=strings.PREF_PYTHON, description=strings.PREF_PYTHON_TIP, subtype="FILE_PATH")
     flame_model_path: StringProperty(name=strings.PREF_FLAME_MODEL, description=strings.PREF_FLAME_MODEL_TIP, subtype="FILE_PATH")
     flame_uv_path: StringProperty(name=strings.PREF_FLAME_UV, description=strings.PREF_FLAME_UV_TIP, subtype="FILE_PATH")
+    weights_dir: StringProperty(name=strings.PREF_WEIGHTS_DIR, description=strings.PREF_WEIGHTS_DIR_TIP, subtype="DIR_PATH")
+    torch_variant: EnumProperty(name=strings.DEPS_TORCH_VARIANT, description=strings.DEPS_TORCH_VARIANT_TIP,
+                                items=strings.DEPS_TORCH_VARIANT_ITEMS, default="cpu")
 
     def draw(self, context):
         layout = self.layout
@@ -30,10 +37,46 @@ class STUDIO_AVATAR_AP_preferences(bpy.types.AddonPreferences):
         layout.separator()
         layout.prop(self, "flame_model_path")
         layout.prop(self, "flame_uv_path")
+        layout.prop(self, "weights_dir")
         info = layout.box().column(align=True)
         info.label(text=f"{strings.PREF_EFFECTIVE_CACHE}: {cache_folder(self)}", icon="FILE_FOLDER")
         info.label(text=f"{strings.PREF_WORKER}: {self.worker_python or sys.executable}", icon="CONSOLE")
+        info.label(text=f"{strings.PREF_WEIGHTS_IN_USE}: {weights_folder(self)}", icon="FILE_FOLDER")
         info.label(text=f"{strings.PREF_DEPS_FOLDER}: {dependency_folder()}", icon="PACKAGE")
+        draw_dependencies(layout.box(), self, context)
+
+
+_STATE_ICONS = {"OK": "CHECKMARK", "MISSING": "CANCEL", "WRONG_VERSION": "ERROR"}
+
+
+def draw_dependencies(box, prefs, context):
+    """The Dependencies box: one line per package, the torch build, Install / Check, progress, last error."""
+    box.label(text=strings.DEPS_BOX, icon="SCRIPTPLUGINS")
+    if prefs.worker_python:
+        box.label(text=strings.DEPS_WORKER_PYTHON_SET, icon="INFO")
+    statuses = dependency_statuses()
+    column = box.column(align=True)
+    for status in statuses:
+        found = f" (found {status.found_version})" if status.state == "WRONG_VERSION" else ""
+        column.label(text=f"{status.name} {status.wanted_version}: {strings.DEPS_STATE[status.state]}{found}",
+                     icon=_STATE_ICONS[status.state])
+    job = getattr(context.window_manager, idnames.JOB_PROPERTY)
+    if job.running and job.stage == deps.STAGE:
+        box.progress(factor=job.fraction, text=f"{job.fraction * 100:.0f}%  {job.message}")
+        box.operator(idnames.CANCEL_JOB, icon="CANCEL")
+    else:
+        if all(status.ok for status in statuses):
+            box.label(text=strings.DEPS_ALL_OK, icon="CHECKMARK")
+        box.row().prop(prefs, "torch_variant", expand=True)
+        row = box.row()
+        install = row.operator(idnames.INSTALL_DEPENDENCIES, icon="IMPORT")
+        install.torch_variant = prefs.torch_variant
+        row.operator(idnames.CHECK_DEPENDENCIES, icon="FILE_REFRESH")
+    if DEPENDENCY_REPORT.error:
+        errors = box.column(align=True)
+        errors.label(text=f"{strings.DEPS_LAST_ERROR}:", icon="ERROR")
+        for line in textwrap.wrap(DEPENDENCY_REPORT.error, 100):
+            errors.label(text=line)
 
 
 def get_preferences(context):
@@ -50,3 +93,31 @@ def cache_folder(prefs, create=False) -> str:
 def dependency_folder() -> str:
     """Where the README installs the worker's Python packages for this add-on (may not exist)."""
     return bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=False)
+
+
+def weights_folder(prefs) -> str:
+    """The weights folder in use: the preference, or the weights shipped with the add-on when that is empty."""
+    return bpy.path.abspath(prefs.weights_dir) if prefs.weights_dir else str(weights_dir())
+
+
+class DependencyReport:
+    """What the last dependency check and install found (this session only; never saved)."""
+
+    statuses: list[deps.Status] | None = None
+    error: str = ""
+
+
+DEPENDENCY_REPORT = DependencyReport()
+
+
+def dependency_search_path() -> list[str]:
+    """Where the worker finds packages: the add-on's site-packages first (it is put first on the worker's
+    PYTHONPATH), then Blender's own Python."""
+    return [dependency_folder(), *sys.path]
+
+
+def dependency_statuses(refresh=False) -> list[deps.Status]:
+    """The status of every pinned dependency (checked once, again on ``refresh``; metadata only, nothing imported)."""
+    if refresh or DEPENDENCY_REPORT.statuses is None:
+        DEPENDENCY_REPORT.statuses = deps.check_dependencies(dependency_search_path())
+    return DEPENDENCY_REPORT.statuses

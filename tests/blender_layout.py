@@ -74,6 +74,11 @@ class RecordingLayout:
         assert 0.0 <= kwargs.get("factor", 0.0) <= 1.0
         self.calls.append(("progress", kwargs.get("factor"), kwargs.get("text")))
 
+    def template_icon(self, **kwargs):
+        _check_kwargs("template_icon", kwargs)
+        assert isinstance(kwargs.get("icon_value"), int)
+        self.calls.append(("template_icon", kwargs["icon_value"], None))
+
     def separator(self, **kwargs):
         _check_kwargs("separator", kwargs)
 

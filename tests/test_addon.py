@@ -98,7 +98,8 @@ def test_preferences_draw_and_defaults(installed):
     assert (prefs.device, prefs.cache_dir, prefs.worker_python) == ("AUTO", "", "")
     layout = RecordingLayout()
     type(prefs).draw(DrawSelf(layout, prefs), bpy.context)
-    assert [c[1] for c in layout.calls if c[0] == "prop"] == ["cache_dir", "device", "worker_python", "flame_model_path", "flame_uv_path"]
+    assert [c[1] for c in layout.calls if c[0] == "prop"] == ["cache_dir", "device", "worker_python", "flame_model_path",
+                                                             "flame_uv_path", "weights_dir", "torch_variant"]
     assert any(text.startswith("Cache in use: ") for text in layout.labels())
 
 

@@ -270,7 +270,8 @@ def test_preferences_draw_the_flame_files(installed):
     assert (prefs.flame_model_path, prefs.flame_uv_path) == ("", "")
     layout = RecordingLayout()
     type(prefs).draw(DrawSelf(layout, prefs), bpy.context)
-    assert [c[1] for c in layout.calls if c[0] == "prop"][-2:] == ["flame_model_path", "flame_uv_path"]
+    drawn = [c[1] for c in layout.calls if c[0] == "prop"]
+    assert drawn.index("flame_uv_path") == drawn.index("flame_model_path") + 1   # model first, then its UV file
 
 
 def test_disabling_the_extension_removes_the_menu_entry(installed):

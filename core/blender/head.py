@@ -238,6 +238,8 @@ def _armature(name: str, model: HeadModel, joints: np.ndarray, bone_length: floa
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")
         view_layer.objects.active = previous
+    for pose_bone in armature.pose.bones:
+        pose_bone.rotation_mode = "XYZ"      # Euler angles: what the Avatar panel's jaw/eye/neck sliders show
     return armature
 
 

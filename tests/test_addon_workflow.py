@@ -1,0 +1,265 @@
+"""The add-on's Reconstruct / Render & Export workflow on a small synthetic capture, through the installed extension.
+
+A 16-frame turning-head clip (core/synth/head_clip.py) is reconstructed once by
+``studio_avatar.reconstruct(wait=True)`` (draft preset, 256 texels); the tests
+build its avatar, rerun a stage, batch-render and export it through the
+worker, draw every sidebar panel in each state, and check that every operator
+and property of the add-on has a tooltip.
+"""
+
+import importlib
+import itertools
+import json
+import os
+import threading
+import time
+
+import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
+import addon_utils
+import cv2
+import numpy as np
+import pytest
+from blender_layout import DrawSelf, RecordingLayout, installed_extension
+from build_extension import build
+
+from studio_avatar.core.synth.head_clip import HeadClipSpec, write_head_clip
+
+REPO = "workflow_repo"
+MODULE = f"bl_ext.{REPO}.studio_avatar"
+STAGES = ["preview", "frames", "track", "fit", "unwrap", "delight_classic"]
+RENDER_PX = 64
+
+
+@pytest.fixture(scope="module")
+def installed(repo_root, tmp_path_factory):
+    extension_zip = build(tmp_path_factory.mktemp("dist"), repo_root)
+    with installed_extension(extension_zip, REPO, tmp_path_factory.mktemp("extensions")) as module:
+        prefs = bpy.context.preferences.addons[module].preferences
+        # the worker shares the test session's cache: the head model is built once
+        prefs.cache_dir, prefs.device = os.environ["STUDIO_AVATAR_CACHE"], "CPU"
+        try:
+            yield module
+        finally:
+            prefs.cache_dir, prefs.device = "", "AUTO"
+
+
+def fresh_state(module):
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    assert addon_utils.check(module)[1], "resetting the scene unloaded the extension"
+    return bpy.context.scene.studio_avatar
+
+
+@pytest.fixture
+def state(installed):
+    return fresh_state(installed)
+
+
+@pytest.fixture(scope="module")
+def head_video(tmp_path_factory):
+    from studio_avatar.core.head.open_head import get_open_head
+
+    folder = tmp_path_factory.mktemp("take one")
+    spec = HeadClipSpec(frames=16, width=320, height=240, yaw_deg=45.0, supersampling=1)
+    write_head_clip(get_open_head(with_landmarks=True), folder / "turn.mp4", folder / "truth.npz", spec)
+    return folder / "turn.mp4"
+
+
+@pytest.fixture(scope="module")
+def reconstructed(installed, head_video):
+    """The operator's outcome: (its result, the scene's capture folder, the scene's stage rows)."""
+    state = fresh_state(installed)
+    result = bpy.ops.studio_avatar.reconstruct(filepath=str(head_video), preset="DRAFT", texture_size=256, wait=True)
+    rows = [(row.name, row.status, row.duration_s) for row in state.stages]
+    return result, state.capture_dir, rows
+
+
+def stage_records(capture_dir):
+    return json.loads((capture_dir / "capture.json").read_text())["stages"]
+
+
+def build_avatar(capture_dir):
+    assert bpy.ops.studio_avatar.build_avatar(capture_dir=str(capture_dir), wait=True) == {"FINISHED"}
+    return [c for c in bpy.data.collections if any(o.type == "ARMATURE" for o in c.objects)]
+
+
+def test_reconstruct_then_build_avatar(reconstructed, head_video, state):
+    result, capture_dir, rows = reconstructed
+    assert result == {"FINISHED"}
+    assert capture_dir == str(head_video.parent / "turn_capture")   # the default: named after the video, beside it
+    assert [(name, status) for name, status, _ in rows] == [(name, "done") for name in STAGES]
+    assert all(duration >= 0 for _, _, duration in rows)
+    assert all(stage_records(head_video.parent / "turn_capture")[name]["status"] == "done" for name in STAGES)
+    assert not bpy.context.window_manager.studio_avatar_job.running
+
+    user_cube = bpy.data.objects.new("Cube", bpy.data.meshes.new("Cube"))
+    bpy.context.scene.collection.objects.link(user_cube)
+    avatars = build_avatar(capture_dir)
+    assert len(avatars) == 1 and avatars[0].name in bpy.context.scene.collection.children
+    assert any(o.type == "MESH" and o.data.shape_keys for o in avatars[0].objects)
+    assert bpy.data.objects["Cube"] == user_cube and user_cube.users_collection == (bpy.context.scene.collection,)
+
+
+def test_rerun_stage_redoes_that_stage_with_the_scene_settings(reconstructed, head_video, state):
+    capture_dir = head_video.parent / "turn_capture"
+    before = stage_records(capture_dir)
+    state.video_path, state.capture_dir = str(head_video), str(capture_dir)
+    state.preset, state.texture_size = "DRAFT", 256     # what reconstructed it: earlier stages stay up to date
+    assert bpy.ops.studio_avatar.rerun_stage(stage="unwrap", wait=True) == {"FINISHED"}
+    after = stage_records(capture_dir)
+    # only unwrap ran again: its output came out identical, so delight_classic's inputs did not change either
+    assert [name for name in STAGES if after[name]["finished"] != before[name]["finished"]] == ["unwrap"]
+    assert [row.status for row in state.stages] == ["done"] * 6
+
+    state.stages.clear()
+    assert bpy.ops.studio_avatar.refresh_status() == {"FINISHED"}
+    assert [row.name for row in state.stages] == STAGES
+
+
+def test_cancel_stops_the_worker_within_2_s_and_keeps_a_resumable_capture(installed, state, head_video, tmp_path):
+    jobs = importlib.import_module(f"{MODULE}.operators.jobs")
+    capture_dir = tmp_path / "cancelled"
+    cancelled_at = []
+
+    def cancel_once_tracked():    # what the Cancel button does, once the slow fit stage has started
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not cancelled_at:
+            try:
+                tracked = stage_records(capture_dir).get("track", {}).get("status") == "done"
+            except (OSError, ValueError):
+                tracked = False
+            worker = jobs.active_job()
+            if tracked and worker is not None:
+                cancelled_at.append(time.monotonic())
+                worker.request_cancel()
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_once_tracked)
+    canceller.start()
+    result = bpy.ops.studio_avatar.reconstruct(filepath=str(head_video), capture_dir=str(capture_dir), preset="DRAFT",
+                                               texture_size=256, wait=True)
+    ended = time.monotonic()
+    canceller.join()
+    assert result == {"CANCELLED"} and cancelled_at and ended - cancelled_at[0] < 2.0
+    statuses = {row.name: row.status for row in state.stages}
+    assert [statuses[name] for name in STAGES[:3]] == ["done"] * 3 and statuses["fit"] in ("cancelled", "interrupted")
+    assert state.recon_error == "" and state.capture_dir == str(capture_dir)
+    assert not bpy.context.window_manager.studio_avatar_job.running
+
+
+def test_a_failing_reconstruct_shows_its_message(state, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("this is not a video")
+    with pytest.raises(RuntimeError, match="not a video file"):   # the operator's ERROR report (the Info log)
+        bpy.ops.studio_avatar.reconstruct(filepath=str(bad), wait=True)
+    assert "not a video file" in state.recon_error and "Traceback" not in state.recon_error
+    assert state.capture_dir == str(tmp_path / "broken_capture") and len(state.stages) == 0
+    text = " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
+    assert "Reconstruction failed" in text and "not a video file" in text
+
+
+def test_gmug_is_listed_but_refused_until_installed(state, head_video):
+    state.texture_method = "GMUG"
+    assert "not installed" in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
+    with pytest.raises(RuntimeError, match="GMug texture method is not installed"):
+        bpy.ops.studio_avatar.reconstruct(filepath=str(head_video), wait=True)
+
+
+def sidebar_panels():
+    return [cls for cls in bpy.types.Panel.__subclasses__()
+            if getattr(cls, "bl_category", "") == "Studio Avatar" and cls.is_registered]
+
+
+def draw(panel):
+    layout = RecordingLayout()
+    panel.draw(DrawSelf(layout), bpy.context)
+    return layout
+
+
+def draw_all():
+    """Every sidebar panel that polls true, drawn against the recording layout (which checks every name)."""
+    return {cls.bl_idname: draw(cls) for cls in sidebar_panels() if not hasattr(cls, "poll") or cls.poll(bpy.context)}
+
+
+def test_every_panel_draws_in_every_state(reconstructed, state, head_video):
+    assert {"STUDIO_AVATAR_PT_capture", "STUDIO_AVATAR_PT_reconstruct", "STUDIO_AVATAR_PT_render_export"} <= {
+        cls.bl_idname for cls in sidebar_panels()}
+    no_capture = draw_all()
+    assert "Choose a phone video of a head to begin" in no_capture["STUDIO_AVATAR_PT_capture"].labels()
+    assert "studio_avatar.reconstruct" in no_capture["STUDIO_AVATAR_PT_reconstruct"].operators()
+    assert any("No capture yet" in text for text in no_capture["STUDIO_AVATAR_PT_reconstruct"].labels())
+    assert {"studio_avatar.batch_render", "studio_avatar.export"} <= set(no_capture["STUDIO_AVATAR_PT_render_export"].operators())
+
+    job = bpy.context.window_manager.studio_avatar_job
+    job.running, job.panel, job.stage, job.fraction, job.message, job.eta_s = (
+        True, "STUDIO_AVATAR_PT_reconstruct", "fit", 0.5, "frame 8/16", 20.0)
+    try:
+        running = draw_all()
+        assert ("progress", pytest.approx(0.5), "50%  fit: frame 8/16") in running["STUDIO_AVATAR_PT_reconstruct"].calls
+        assert "studio_avatar.cancel_job" in running["STUDIO_AVATAR_PT_reconstruct"].operators()
+        assert not [c for c in running["STUDIO_AVATAR_PT_capture"].calls if c[0] == "progress"]
+    finally:
+        job.running, job.panel = False, ""
+
+    state.recon_error = "fit: the face was tracked in only 3 of 16 frames; film the head turning slowly"
+    state.capture_dir = str(head_video.parent / "turn_capture")
+    failed_row = state.stages.add()
+    failed_row.name, failed_row.status, failed_row.error = "fit", "failed", "tracked in only 3 of 16 frames"
+    failed = draw_all()["STUDIO_AVATAR_PT_reconstruct"]
+    assert any("film the head turning slowly" in text for text in failed.labels())
+    assert "studio_avatar.build_avatar" not in failed.operators()
+
+    state.recon_error = ""
+    bpy.ops.studio_avatar.refresh_status()
+    state.last_render = "/renders/contact_sheet.png"
+    done = draw_all()
+    reconstruct_panel = done["STUDIO_AVATAR_PT_reconstruct"]
+    assert reconstruct_panel.operators().count("studio_avatar.rerun_stage") == len(STAGES)
+    assert "studio_avatar.build_avatar" in reconstruct_panel.operators()
+    assert len([c for c in done["STUDIO_AVATAR_PT_capture"].calls if c[0] == "template_icon"]) == 6
+    assert "contact_sheet.png" in done["STUDIO_AVATAR_PT_render_export"].labels()
+
+
+def test_batch_render_writes_every_image_and_a_contact_sheet(reconstructed, state, tmp_path):
+    build_avatar(reconstructed[1])
+    assert bpy.data.is_dirty and not bpy.data.filepath
+    out = tmp_path / "renders"
+    result = bpy.ops.studio_avatar.batch_render(
+        output_dir=str(out), lightings="studio,sunset", views="0,30", expressions="neutral,jawOpen", engine="CYCLES",
+        resolution=RENDER_PX, samples=4, wait=True)
+    assert result == {"FINISHED"}
+    assert not bpy.data.filepath and bpy.data.is_dirty             # the open file stays as it was (a copy was rendered)
+    images = {path.name: cv2.imread(str(path)) for path in sorted(out.glob("*_yaw*.png"))}
+    assert len(images) == 8 and all(image.shape == (RENDER_PX, RENDER_PX, 3) for image in images.values())
+    for (name_a, a), (name_b, b) in itertools.combinations(images.items(), 2):
+        assert np.abs(a.astype(np.float32) - b).mean() > 0.25, (name_a, name_b)
+    assert state.last_render == str(out / "contact_sheet.png") and cv2.imread(state.last_render) is not None
+
+
+def test_export_writes_a_glb_that_reimports(reconstructed, state, tmp_path):
+    build_avatar(reconstructed[1])
+    target = tmp_path / "anna"
+    assert bpy.ops.studio_avatar.export(filepath=str(target), format="GLB", wait=True) == {"FINISHED"}
+    glb = tmp_path / "anna.glb"
+    assert glb.is_file()
+    with pytest.raises(RuntimeError, match="already exists"):
+        bpy.ops.studio_avatar.export(filepath=str(glb), format="GLB", wait=True)
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    bpy.ops.import_scene.gltf(filepath=str(glb))
+    assert any(o.type == "ARMATURE" for o in bpy.data.objects)
+    assert any(o.type == "MESH" and o.data.shape_keys and "jawOpen" in o.data.shape_keys.key_blocks
+               for o in bpy.data.objects)
+
+
+def test_every_operator_and_property_has_a_tooltip(installed):
+    registration = importlib.import_module(f"{MODULE}.registration")
+    missing = []
+    for cls in registration._CLASSES:
+        if issubclass(cls, bpy.types.Operator) and not cls.bl_description.strip():
+            missing.append(cls.__name__)
+        base = next(b for b in (bpy.types.Operator, bpy.types.PropertyGroup, bpy.types.AddonPreferences, bpy.types.Panel)
+                    if issubclass(cls, b))
+        inherited = set(base.bl_rna.properties.keys())
+        for prop in cls.bl_rna.properties:
+            if prop.identifier not in inherited and not prop.is_hidden and not prop.description.strip():
+                missing.append(f"{cls.__name__}.{prop.identifier}")
+    assert not missing, f"no description: {missing}"
