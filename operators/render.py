@@ -69,8 +69,8 @@ class STUDIO_AVATAR_OT_batch_render(WorkerJobMixin, bpy.types.Operator):
                   for name in ("engine", "resolution", "samples")}
         args = ["render", blend_for_worker(context, RENDER_INPUT),
                 "-o", resolve_output_dir(context, self.output_dir or state.render_dir),
-                "--lightings", lightings, "--views", self.views or state.render_views,
-                "--expressions", self.expressions or state.render_expressions,
+                f"--lightings={lightings}", f"--views={self.views or state.render_views}",   # "=": "-30,0" is no option
+                f"--expressions={self.expressions or state.render_expressions}",
                 "--engine", chosen["engine"], "--resolution", str(chosen["resolution"]),
                 "--samples", str(chosen["samples"]), "--overwrite"]
         self._scene_name = context.scene.name

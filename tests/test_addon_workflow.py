@@ -263,3 +263,36 @@ def test_every_operator_and_property_has_a_tooltip(installed):
             if prop.identifier not in inherited and not prop.is_hidden and not prop.description.strip():
                 missing.append(f"{cls.__name__}.{prop.identifier}")
     assert not missing, f"no description: {missing}"
+
+
+def test_readme_scripting_example_reconstructs_renders_and_exports(installed, head_video, tmp_path, repo_root):
+    """The README's batch script, as written, with lighter settings (draft preset, tiny renders) on two videos."""
+    import shutil
+    import sys
+
+    readme = (repo_root / "README.md").read_text()
+    section = readme[readme.index("### Scripting"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    for heavy, light in (('preset="STANDARD"', 'preset="DRAFT", texture_size=256'), ("resolution=768", "resolution=32, samples=2"),
+                         ('bpy.ops.wm.read_homefile(use_empty=True)', 'bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)')):
+        assert heavy in code, heavy
+        code = code.replace(heavy, light)
+    videos = []
+    for name in ("anna", "ben"):
+        videos.append(tmp_path / f"{name}.mp4")
+        shutil.copyfile(head_video, videos[-1])
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    argv = sys.argv
+    sys.argv = ["blender", "--", str(videos[0]), str(broken), str(videos[1])]
+    try:
+        exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})
+    finally:
+        sys.argv = argv
+    for video in videos:
+        capture = video.with_name(video.stem + "_capture")
+        renders = sorted(p.name for p in (capture / "renders").glob("*.png"))
+        assert len(renders) == 3 * 3 * 2 + 1 and "contact_sheet.png" in renders      # lightings x views x expressions + sheet
+        assert (capture / "avatar.fbx").stat().st_size > 0
+    assert not (tmp_path / "broken_capture" / "renders").exists()                  # the failure was reported and skipped

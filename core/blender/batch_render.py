@@ -284,8 +284,8 @@ def _render_in_children(blend: str | os.PathLike, output_dir: Path, tasks: list[
     from ..launcher import worker_argv
 
     common = ["--progress", "none", "render", str(Path(blend).resolve()), "-o", str(output_dir.resolve()),
-              "--lightings", ",".join(lightings), "--views", ",".join(f"{float(v):g}" for v in views_deg),
-              "--expressions", ",".join(expressions), "--engine", "EEVEE", "--resolution", str(resolution),
+              "--lightings=" + ",".join(lightings), "--views=" + ",".join(f"{float(v):g}" for v in views_deg),
+              "--expressions=" + ",".join(expressions), "--engine", "EEVEE", "--resolution", str(resolution),
               "--samples", str(samples), "--overwrite"]
     for done, task in enumerate(tasks):
         try:
