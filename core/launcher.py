@@ -33,11 +33,28 @@ def bootstrap_code(extension_root: str | os.PathLike = EXTENSION_ROOT) -> str:
     return _BOOTSTRAP.format(root=str(Path(extension_root).resolve()), name=PACKAGE_NAME)
 
 
-def worker_argv(args: list[str], python: str | None = None, extension_root: str | os.PathLike = EXTENSION_ROOT) -> list[str]:
+BLENDER_PATHS_VARIABLE = "STUDIO_AVATAR_SITE_DIRS"   # Blender ignores PYTHONPATH: its worker gets the folders here
+
+_BLENDER_PREAMBLE = """\
+import os, site, sys
+for folder in os.environ.get({variable!r}, "").split(os.pathsep):
+    if folder:
+        site.addsitedir(folder)
+sys.argv = ["studio-avatar", *sys.argv[sys.argv.index("--") + 1:]]
+"""
+
+
+def worker_argv(args: list[str], python: str | None = None, extension_root: str | os.PathLike = EXTENSION_ROOT,
+                blender: str | None = None) -> list[str]:
     """Command line that runs ``studio-avatar ARGS`` with ``python`` (default: this interpreter).
 
     ``-P`` keeps the current directory off ``sys.path`` so stray modules there cannot shadow ours.
+    With ``blender`` (a Blender executable) the command runs inside ``blender -b`` instead: commands that
+    need bpy (render, export, synth) cannot run in Blender's bundled Python interpreter, which has no bpy.
     """
+    if blender:
+        code = _BLENDER_PREAMBLE.format(variable=BLENDER_PATHS_VARIABLE) + bootstrap_code(extension_root)
+        return [blender, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr", code, "--", *args]
     return [python or sys.executable, "-P", "-c", bootstrap_code(extension_root), *args]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import WorkerError
-from .launcher import EXTENSION_ROOT, worker_argv
+from .launcher import BLENDER_PATHS_VARIABLE, EXTENSION_ROOT, worker_argv
 from .progress import parse_event
 
 
@@ -34,8 +34,9 @@ class WorkerProcess:
         extension_root: str | os.PathLike = EXTENSION_ROOT,
         extra_paths: tuple[str, ...] = (),             # folders prepended to PYTHONPATH (dependency folders)
         cancel_grace_s: float = 1.0,                   # time a worker gets to stop cleanly after "cancel"
+        blender: str | None = None,                    # run inside this Blender executable (commands that need bpy)
     ) -> None:
-        self.argv = worker_argv(["--worker", *args], python=python, extension_root=extension_root)
+        self.argv = worker_argv(["--worker", *args], python=python, extension_root=extension_root, blender=blender)
         self.extra_paths = tuple(p for p in extra_paths if p)
         self.cancel_grace_s = cancel_grace_s
         self.events: "queue.Queue[dict[str, Any]]" = queue.Queue()
@@ -51,6 +52,7 @@ class WorkerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
         if self.extra_paths:
             env["PYTHONPATH"] = os.pathsep.join([*self.extra_paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+            env[BLENDER_PATHS_VARIABLE] = os.pathsep.join(self.extra_paths)
         flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
         try:
             self.process = subprocess.Popen(

@@ -66,13 +66,18 @@ class WorkerJobMixin:
     """
 
     job_title = "Studio Avatar"
+    needs_bpy = False          # True: the worker's command imports bpy (render, export)
     job_panel = idnames.PANEL_CAPTURE   # the sidebar panel that draws this job's progress
 
     wait: BoolProperty(name="Wait", description=strings.PROBE_WAIT_TIP, default=False, options={"SKIP_SAVE"})
 
     def run_job(self, context, args):
         python, options, extra_paths = worker_settings(context)
-        return self.start_job(context, WorkerProcess([*options, *args], python=python, extra_paths=extra_paths))
+        # commands that need bpy run inside Blender itself: its bundled Python interpreter has no bpy
+        # (under the bpy module, binary_path is empty and this interpreter has bpy)
+        blender = bpy.app.binary_path if self.needs_bpy and bpy.app.binary_path else None
+        return self.start_job(context, WorkerProcess([*options, *args], python=python, extra_paths=extra_paths,
+                                                     blender=blender))
 
     def start_job(self, context, worker):
         """Start ``worker`` (a WorkerProcess, or anything with its interface) as the one background job."""

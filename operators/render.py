@@ -42,6 +42,7 @@ class STUDIO_AVATAR_OT_batch_render(WorkerJobMixin, bpy.types.Operator):
     bl_label = strings.BATCH_RENDER
     bl_description = strings.BATCH_RENDER_TIP
     bl_options = {"REGISTER"}
+    needs_bpy = True
 
     job_title = strings.RENDERING
     job_panel = idnames.PANEL_RENDER_EXPORT
@@ -93,6 +94,7 @@ class STUDIO_AVATAR_OT_export(WorkerJobMixin, bpy.types.Operator):
     bl_label = strings.EXPORT_AVATAR
     bl_description = strings.EXPORT_AVATAR_TIP
     bl_options = {"REGISTER"}
+    needs_bpy = True
 
     job_title = strings.EXPORTING
     job_panel = idnames.PANEL_RENDER_EXPORT

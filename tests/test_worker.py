@@ -70,3 +70,26 @@ def test_real_worker_cancel_leaves_a_resumable_capture(tmp_path):
     result = run_worker(["reconstruct", str(clip), "-o", str(capture_dir), "--until", "preview"], timeout_s=120)
     assert result["stages"][0]["status"] == "done"
     assert (capture_dir / "preview" / "contact.png").stat().st_size > 0
+
+
+def test_blender_worker_command_runs_the_cli_with_the_arguments_after_the_separator(tmp_path):
+    """Inside a real Blender the worker for bpy commands is `blender -b ... --python-expr CODE -- ARGS`: CODE must
+    hand ARGS (and only those) to the CLI and make the dependency folders importable (Blender ignores PYTHONPATH)."""
+    import os
+    import subprocess
+    import sys
+
+    from studio_avatar.core.launcher import BLENDER_PATHS_VARIABLE, worker_argv
+
+    argv = worker_argv(["--version"], blender="/opt/blender/blender")
+    assert argv[:6] == ["/opt/blender/blender", "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr"]
+    assert argv[7:] == ["--", "--version"]
+    site_dir = tmp_path / "deps"
+    site_dir.mkdir()
+    marker = tmp_path / "marker"
+    (site_dir / "probe.pth").write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('seen')\n")
+    # plain Python stands in for Blender: Blender's own options before "--" must not reach the CLI
+    out = subprocess.run([sys.executable, "-c", argv[6], "-b", "--factory-startup", "--", "--version"], capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, **{BLENDER_PATHS_VARIABLE: str(site_dir)}))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("studio-avatar ") and marker.read_text() == "seen"

@@ -289,7 +289,9 @@ def _render_in_children(blend: str | os.PathLike, output_dir: Path, tasks: list[
               "--samples", str(samples), "--overwrite"]
     for done, task in enumerate(tasks):
         try:
-            child = subprocess.run(worker_argv([*common, "--task", str(task.index)]), capture_output=True, text=True,
+            # inside a real Blender this interpreter has no bpy for a child: run the child in Blender itself
+            child = subprocess.run(worker_argv([*common, "--task", str(task.index)], blender=bpy.app.binary_path or None),
+                                   capture_output=True, text=True,
                                    timeout=EEVEE_TASK_TIMEOUT_S, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise RenderError(f"EEVEE took over {EEVEE_TASK_TIMEOUT_S} s for task {task.index}{EEVEE_HINT}") from None
