@@ -92,6 +92,15 @@ def _cmd_status(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     return {"capture": str(capture.root.resolve()), "source": capture.source, "stages": RECONSTRUCTION.status(capture)}
 
 
+def _require_bpy(command: str, inside_blender: str = "") -> None:
+    """Refuse ``command`` clearly where Blender's Python module bpy is missing (it renders or writes .blend files)."""
+    try:
+        import bpy  # noqa: F401  (the command imports it next anyway)
+    except ImportError:
+        raise StudioAvatarError(f"`{command}` needs Blender's Python module bpy (pip install bpy==4.5.15 in Python 3.11, "
+                                f"as the README says; `make demo` installs it into .venv){inside_blender}") from None
+
+
 def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Synthesize a capture, reconstruct it, build and relight the avatar, and score it against the ground truth."""
     from .atomic import atomic_write_json
@@ -101,11 +110,7 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .synth.phone_capture import SynthSpec, write_synthetic_capture
     from .texture.unwrap import UnwrapParams
 
-    try:
-        import bpy  # noqa: F401  (Cycles renders the synthetic video and the avatar)
-    except ImportError:
-        raise StudioAvatarError("the demo renders with Cycles and needs Blender's Python module bpy "
-                                "(`make demo` installs it into .venv)") from None
+    _require_bpy("demo")    # Cycles renders the synthetic video and the avatar
     from .avatar_inputs import read_avatar_inputs
     from .blender.avatar import write_avatar_blend
     from .blender.avatar_render import render_avatar_lightings
@@ -147,14 +152,9 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .avatar_inputs import read_avatar_inputs
     from .head.source import load_head
 
-    try:
-        from .blender.avatar import check_blend_output, write_avatar_blend
-    except ImportError as exc:
-        if exc.name != "bpy":
-            raise
-        raise StudioAvatarError(
-            "`build` needs Blender's Python module bpy (pip install bpy==4.5.15 in Python 3.11, as the README says); "
-            "inside Blender use Studio Avatar > Build Avatar from Capture instead") from None
+    _require_bpy("build", "; inside Blender use Studio Avatar > Build Avatar from Capture instead")
+    from .blender.avatar import check_blend_output, write_avatar_blend
+
     stage = progress.stage("build")
     check_blend_output(args.output, args.overwrite)  # before the slow part: refuse an existing file at once
     stage.update(0.0, "reading the capture", force=True)
@@ -168,14 +168,9 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _cmd_export(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    try:
-        from .blender.export import check_export_output, export_avatar
-    except ImportError as exc:
-        if exc.name != "bpy":
-            raise
-        raise StudioAvatarError(
-            "`export` needs Blender's Python module bpy (pip install bpy==4.5.15 in Python 3.11, as the README says); "
-            "inside Blender use File > Export instead") from None
+    _require_bpy("export", "; inside Blender use Studio Avatar > Render & Export instead")
+    from .blender.export import check_export_output, export_avatar
+
     stage = progress.stage("export")
     _, kind = check_export_output(args.output, args.overwrite)
     stage.update(0.0, f"exporting the avatar as {kind}", force=True)
@@ -190,13 +185,9 @@ def _cmd_render(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         views = [float(view) for view in _comma_list(args.views)]
     except ValueError:
         raise InputError(f"--views takes yaw angles in degrees separated by commas (e.g. 0,30,-30), not {args.views!r}") from None
-    try:
-        from .blender.batch_render import batch_render, list_tasks, write_contact_sheet
-    except ImportError as exc:
-        if exc.name != "bpy":
-            raise
-        raise StudioAvatarError("`render` needs Blender's Python module bpy (pip install bpy==4.5.15 in Python 3.11, "
-                                "as the README says)") from None
+    _require_bpy("render", "; inside Blender use Studio Avatar > Render & Export instead")
+    from .blender.batch_render import batch_render, list_tasks, write_contact_sheet
+
     if args.list_tasks:
         tasks = list_tasks(args.avatar, lightings, views, expressions)
         return {"count": len(tasks), "tasks": tasks}
@@ -228,11 +219,7 @@ def _cmd_synth(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     spec = spec_from_args(args.seed, args.frames, args.size, fps=args.fps, tone=args.tone, hdri=args.lighting,
                           yaw_deg=args.yaw, samples=args.samples, albedo_size=args.albedo_size,
                           artifacts=not args.no_artifacts)
-    try:
-        import bpy  # noqa: F401  (Cycles renders the frames)
-    except ImportError:
-        raise StudioAvatarError("`synth` renders with Cycles and needs Blender's Python module bpy "
-                                "(pip install bpy==4.5.15 in Python 3.11, as the README says)") from None
+    _require_bpy("synth")   # Cycles renders the frames
     from .head.source import load_head
 
     model = load_head(cache_dir=args.cache_dir)

@@ -139,3 +139,18 @@ def test_head_with_a_bad_flame_file_is_a_clear_error(cli, tmp_path):
     out = cli("head", "info", "--flame", str(fake))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert str(fake) in out.stderr and "FLAME" in out.stderr
+
+
+@pytest.mark.parametrize("command", [["build", "CAPTURE", "-o", "x.blend"], ["render", "x.blend", "-o", "out"],
+                                     ["export", "x.blend", "-o", "x.glb"], ["synth", "out"]])
+def test_commands_that_need_bpy_say_so_where_it_is_missing(command, tmp_path):
+    """Without bpy (a plain Python), the Blender commands end in one clear line naming the fix, not a traceback."""
+    import subprocess
+
+    from studio_avatar.core.cli import __file__ as cli_file
+    from studio_avatar.core.launcher import bootstrap_code
+
+    code = "import sys; sys.modules['bpy'] = None; sys.argv = ['studio-avatar', *sys.argv[1:]]\n" + bootstrap_code(Path(cli_file).parent.parent)
+    out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "needs Blender's Python module bpy (pip install bpy==4.5.15" in out.stderr and "Traceback" not in out.stderr
