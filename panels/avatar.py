@@ -15,6 +15,7 @@ from .. import idnames, strings
 from ..core.blender.lighting import LIGHTING_TAG, active_lighting
 from ..core.blender.rig import POSE_BONES, expression_groups, expression_keys, rotation_property
 from ..operators.avatar import shown_avatar
+from . import thumbnails
 from .sidebar import StudioAvatarPanel
 
 GROUP_LABELS = {group: label for group, label, _ in strings.EXPRESSION_GROUPS}
@@ -22,7 +23,7 @@ PRESET_LABELS = {preset: label for preset, label, _ in strings.LIGHTING_PRESET_I
 
 
 def draw_texture_maps(layout, avatar):
-    """The skin material's images (name and size in pixels)."""
+    """The skin material's images: thumbnails of their files, and name and size in pixels."""
     box = layout.box()
     box.label(text=strings.AVATAR_TEXTURES, icon="TEXTURE")
     material = avatar.head.material_slots[0].material if avatar.head.material_slots else None
@@ -30,6 +31,12 @@ def draw_texture_maps(layout, avatar):
     images = [node for node in nodes if node.type == "TEX_IMAGE" and node.image is not None]
     if not images:
         box.label(text=strings.AVATAR_NO_TEXTURES, icon="INFO")
+    files = [bpy.path.abspath(node.image.filepath) for node in images if node.image.filepath and not node.image.packed_file]
+    icons = [icon for icon in thumbnails.icon_ids(files) if icon]     # 0 until Blender has loaded a preview
+    if icons:
+        grid = box.grid_flow(columns=min(len(icons), 3), even_columns=True, align=True)
+        for icon in icons:
+            grid.template_icon(icon_value=icon, scale=4.0)
     for node in images:
         width, height = node.image.size
         box.label(text=f"{node.label or node.name}: {node.image.name} ({width} × {height})", icon="IMAGE_DATA")
