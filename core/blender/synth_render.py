@@ -16,7 +16,6 @@ studio lights (rotated, scaled, tinted) plus lamps with blackbody colours.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ import numpy as np
 
 from ..errors import StudioAvatarError
 from ..native_stderr import native_stdout_captured
+from ..texture.image_io import read_exr
 from .head import MODEL_TO_BLENDER
 from .lighting import Lighting, apply_lighting, remove_lighting
 
@@ -154,7 +154,10 @@ class SynthScene:
         self.scene.render.image_settings.color_mode = "RGBA" if alpha else "RGB"
         with native_stdout_captured():
             bpy.ops.render.render(write_still=True)
-        return _read_exr(path, 4 if alpha else 3)
+        try:
+            return read_exr(path, alpha=alpha)
+        except OSError as exc:
+            raise StudioAvatarError(f"Cycles did not write the frame: {exc}") from None
 
     # -- ground truth ----------------------------------------------------------------------------
     def bake_irradiance(self, size: int, samples: int) -> np.ndarray:
@@ -190,17 +193,6 @@ class SynthScene:
 
     def close(self) -> None:
         self._tmp.cleanup()
-
-
-def _read_exr(path: Path, channels: int) -> np.ndarray:
-    import cv2
-
-    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None or data.ndim != 3 or data.shape[2] < channels:
-        raise StudioAvatarError(f"Cycles did not write a {channels}-channel image to {path}")
-    order = [2, 1, 0, 3][:channels]                     # OpenCV's BGR(A) -> RGB(A)
-    return np.ascontiguousarray(data[..., order].astype(np.float32))
 
 
 def encode_h264(frame_files: Sequence[Path], fps: float, size: tuple[int, int], output: Path, quality: str = "MEDIUM") -> None:

@@ -100,21 +100,22 @@ def camera_for(gt: dict[str, np.ndarray], index: int = 0, supersampling: int = 1
 
 # -- ground truth ---------------------------------------------------------------------------------
 
-def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec()) -> dict[str, np.ndarray]:
+def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec(), landmarks: bool = True) -> dict[str, np.ndarray]:
     """The ground truth of the clip ``spec`` describes (no images): see the module docstring for conventions.
 
     Keys: shape (S,), expression (N, E), pose (N, J, 3), translation (N, 3),
     focal_px (N,), principal_px (N, 2), image_size (2,) [width, height],
     camera_rotation (N, 3, 3), camera_translation (N, 3), frame_index (N,),
     time_s (N,), landmarks_px (N, 478, 2), landmarks_visible (N, 478) and
-    model_fingerprint (a 0-d string array).
+    model_fingerprint (a 0-d string array). ``landmarks=False`` leaves out the
+    two landmark keys and the per-frame rasterization that makes them.
     """
     import torch
 
     from ..texture.raster import project, rasterize
 
     spec.validate()
-    if not model.has_landmarks:
+    if landmarks and not model.has_landmarks:
         raise HeadModelError(f"the {model.source} head model has no landmark embedding; a head clip needs one")
     joints = list(model.joint_names)
     if joints[:3] != ["root", "neck", "jaw"] or model.num_joints != 5:
@@ -188,6 +189,8 @@ def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec()) -> d
         "model_fingerprint": np.array(str(model.metadata.get("fingerprint", ""))),
     }
 
+    if not landmarks:
+        return gt
     # landmarks: true projections; visible where their triangle faces the camera and the depth buffer agrees
     faces = torch.as_tensor(np.asarray(model.faces, np.int64))
     landmark_px = np.zeros((n, len(model.landmark_faces), 2), np.float32)

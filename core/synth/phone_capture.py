@@ -39,7 +39,7 @@ import numpy as np
 
 from ..atomic import atomic_path, atomic_write_json, atomic_write_npz
 from ..errors import InputError
-from ..head.model import HeadModel
+from ..head.model import HeadModel, axis_angle_to_matrix
 from . import ground_truth as G
 from .head_clip import HeadClipSpec, _axis_angle, posed_vertices, sample_head_clip
 
@@ -143,7 +143,7 @@ def sample_truth(model: HeadModel, spec: SynthSpec, scene: dict[str, Any]) -> di
                         yaw_deg=scene["yaw_deg"], pitch_deg=scene["pitch_deg"], roll_deg=5.0,
                         distance_m=scene["distance_m"], distance_jitter_m=0.05, offset_jitter_m=0.02,
                         fov_y_deg=scene["fov_deg"], noise_sigma=0.0, shape_sigma=SHAPE_SIGMA, shape_components=SHAPE_COMPONENTS)
-    gt = sample_head_clip(model, clip)
+    gt = sample_head_clip(model, clip, landmarks=False)     # the pipeline detects its own landmarks
     # handheld shake: a small random camera rotation per frame (a little smoothed), v -> dR v in the camera frame
     import torch
 
@@ -153,13 +153,12 @@ def sample_truth(model: HeadModel, spec: SynthSpec, scene: dict[str, Any]) -> di
     shake = (shake[:-2] + 2 * shake[1:-1] + shake[2:]) / 4
     _, joints = model.vertices(torch.as_tensor(gt["shape"][None]), return_joints=True)
     root = joints[0, 0].double().numpy()
-    chin_down = _rotvec_to_matrix(np.array([math.radians(CAMERA_ABOVE_DEG), 0.0, 0.0]))
+    chin_down = _rotation_matrix(np.array([math.radians(CAMERA_ABOVE_DEG), 0.0, 0.0]))
     for i in range(n):
-        d_rotation = _rotvec_to_matrix(shake[i])
-        rotation = d_rotation @ _rotvec_to_matrix(gt["pose"][i, 0].astype(np.float64)) @ chin_down
+        d_rotation = _rotation_matrix(shake[i])
+        rotation = d_rotation @ _rotation_matrix(gt["pose"][i, 0]) @ chin_down
         gt["pose"][i, 0] = _axis_angle(rotation)
         gt["translation"][i] = d_rotation @ (root + gt["translation"][i]) - root
-    del gt["landmarks_px"], gt["landmarks_visible"]       # of the unshaken motion; the pipeline detects its own
     gt.update(model_source=np.array(model.source), expression_names=np.array(model.expression_names),
               joint_names=np.array(model.joint_names))
     return gt
@@ -174,7 +173,7 @@ def head_to_camera(model: HeadModel, gt: dict[str, np.ndarray], index: int) -> t
     import torch
 
     pose = np.array(gt["pose"][index], np.float32)
-    rotation = _rotvec_to_matrix(pose[0].astype(np.float64))
+    rotation = _rotation_matrix(pose[0])
     pose[0] = 0.0
     shape = torch.as_tensor(np.asarray(gt["shape"], np.float32)[None])
     with torch.no_grad():
@@ -187,13 +186,11 @@ def head_to_camera(model: HeadModel, gt: dict[str, np.ndarray], index: int) -> t
     return matrix, local[0].numpy()
 
 
-def _rotvec_to_matrix(v: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(v))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = np.asarray(v, np.float64) / angle
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * K @ K
+def _rotation_matrix(axis_angle: np.ndarray) -> np.ndarray:
+    """(3, 3) float64 rotation of an axis-angle vector (the head model's Rodrigues formula, in double precision)."""
+    import torch
+
+    return axis_angle_to_matrix(torch.as_tensor(np.asarray(axis_angle, np.float64))).numpy()
 
 
 # -- the phone ------------------------------------------------------------------------------------

@@ -63,14 +63,17 @@ def write_exr(path: str | os.PathLike, image: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def read_exr(path: str | os.PathLike) -> np.ndarray:
+def read_exr(path: str | os.PathLike, alpha: bool = False) -> np.ndarray:
+    """An OpenEXR image -> float32 RGB (RGBA with ``alpha``; an image without alpha then raises OSError)."""
     import cv2
 
     os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise OSError(f"could not read the image {path}")
-    return np.ascontiguousarray(data[..., 2::-1].astype(np.float32))
+    channels = 4 if alpha else 3
+    if data is None or data.ndim != 3 or data.shape[2] < channels:
+        raise OSError(f"could not read {'an RGBA' if alpha else 'an RGB'} image from {path}")
+    order = [2, 1, 0, 3][:channels]                     # OpenCV's BGR(A) -> RGB(A)
+    return np.ascontiguousarray(data[..., order].astype(np.float32))
 
 
 def sample_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool = False) -> np.ndarray:
