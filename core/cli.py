@@ -50,7 +50,7 @@ def _cmd_reconstruct(args: argparse.Namespace, progress: Progress) -> dict[str, 
 
     capture, outcomes = reconstruct(
         args.video, args.output, progress, until=args.until, force=tuple(args.force), replace_source=args.replace_source,
-        params=_stage_params(args),
+        params=_stage_params(args), texture_method=args.texture_method, weights_dir=args.weights_dir, device=args.device,
     )
     return {
         "capture": str(capture.root.resolve()),
@@ -235,6 +235,18 @@ def _cmd_synth_textures(args: argparse.Namespace, progress: Progress) -> dict[st
                                 samples_per_identity=args.per_identity, progress=progress.stage("synth-textures"))
 
 
+def _cmd_train_gmug(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .gmug.train import TrainConfig, train_gmug
+
+    if args.minutes <= 0 or args.batch < 1 or args.resolution not in (64, 128, 256, 512):
+        raise InputError("--minutes must be positive, --batch at least 1 and --resolution one of 64, 128, 256, 512")
+    config = TrainConfig(resolution=args.resolution, minutes=args.minutes, batch=args.batch, seed=args.seed,
+                         freeze_res=args.freeze_res, faceid_weight=args.faceid_weight, paired_fraction=args.paired_fraction)
+    work = args.work or Path(args.out) / ".gmug_run"
+    return train_gmug(args.corpus, args.out, work, config, device=args.device, resume=args.resume,
+                      progress=progress.stage("train-gmug"))
+
+
 def _head_from_args(args: argparse.Namespace):
     from .head.source import load_head
 
@@ -295,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--flame-uv", default=None, metavar="OBJ", help="FLAME UV template for --flame")
     rec.add_argument("--texture-size", type=int, default=None, metavar="TEXELS",
                      help="texels across the UV textures (default 2048)")
+    rec.add_argument("--texture-method", choices=("auto", "gmug", "classic"), default="auto",
+                     help="auto (default): GMug when its weights are installed, else classic; gmug: the learned "
+                          "delighting and completion; classic: spherical-harmonics delighting, no network")
     rec.set_defaults(handler=_cmd_reconstruct)
 
     preview = commands.add_parser("fit-preview", help="draw the fitted head over the frames into a video, to check the fit")
@@ -386,6 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--per-identity", type=int, default=8,
                         help="samples per random identity and albedo, each under other light and camera paths (default 8)")
     corpus.set_defaults(handler=_cmd_synth_textures)
+
+    train = commands.add_parser("train", help="train a learned stage's weights (see the weights' model cards)")
+    train_commands = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
+    gmug = train_commands.add_parser("gmug", help="train GMug (encoder, G_phone, G_studio) on a synth-textures corpus",
+                                     epilog="example: studio-avatar train gmug --corpus corpus128 --out weights/ --minutes 100")
+    gmug.add_argument("--corpus", required=True, help="folder written by `studio-avatar synth-textures`")
+    gmug.add_argument("--out", required=True, help="folder for gmug_<R>.safetensors")
+    gmug.add_argument("--work", type=Path, default=None, help="run folder: checkpoint, losses.jsonl, sample sheets "
+                      "(default OUT/.gmug_run)")
+    gmug.add_argument("--resume", action="store_true", help="continue the run in --work (only --minutes may change)")
+    gmug.add_argument("--minutes", type=float, default=100.0, help="wall-clock budget of the whole run (default 100)")
+    gmug.add_argument("--resolution", type=int, default=128, help="texture size of the networks (default 128; 256+ for a GPU)")
+    gmug.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    gmug.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    gmug.add_argument("--freeze-res", type=int, default=8, help="G_studio keeps G_phone's layers up to this resolution (default 8)")
+    gmug.add_argument("--faceid-weight", type=float, default=0.2, help="weight of the FaceID loss (default 0.2; 0 disables)")
+    gmug.add_argument("--paired-fraction", type=float, default=1.0, help="share of samples used as paired targets (default 1)")
+    gmug.set_defaults(handler=_cmd_train_gmug)
 
     head = commands.add_parser("head", help="inspect or export the head model (open head, or FLAME with --flame)")
     head_commands = head.add_subparsers(dest="head_command", metavar="HEAD_COMMAND", required=True)

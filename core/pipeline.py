@@ -1,7 +1,10 @@
 """The reconstruction pipeline: which stages run, in which order.
 
-Later stages (frames, track, fit, unwrap, delight, gmug, detail) are appended
-here as they are built; each lives in its own module.
+Each stage lives in its own module. The texture method decides how far the
+pipeline goes: ``classic`` stops after ``delight_classic``; ``gmug`` and
+``auto`` (the default) also run ``gmug`` when its weights load, and fall back
+to the classic texture with a one-line warning when they are missing or
+corrupt.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from .capture import Capture, describe_source
 from .errors import CaptureError
 from .fit import FIT_STAGE
 from .frames import FRAMES_STAGE
+from .gmug.stage import GMUG_STAGE, GMugParams
 from .preview import PREVIEW_STAGE
 from .track import TRACK_STAGE
 from .progress import Progress
@@ -22,7 +26,41 @@ from .texture.delight import DELIGHT_CLASSIC_STAGE
 from .texture.unwrap import UNWRAP_STAGE
 from .video import probe_video
 
-RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE, FIT_STAGE, UNWRAP_STAGE, DELIGHT_CLASSIC_STAGE])
+RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE, FIT_STAGE, UNWRAP_STAGE, DELIGHT_CLASSIC_STAGE,
+                           GMUG_STAGE])
+TEXTURE_METHODS = ("auto", "gmug", "classic")
+
+
+def gmug_params(weights_dir: str | os.PathLike | None = None, device: str = "auto") -> GMugParams:
+    """Params of the gmug stage with the shipped (or ``weights_dir``'s) weights; WeightsError if they are unusable."""
+    from .gmug.weights import DEFAULT_NAME, load_gmug, weights_folder
+    from .hashing import path_sha256
+
+    path = (weights_folder(weights_dir) / DEFAULT_NAME).resolve()
+    load_gmug(path)
+    return GMugParams(weights=str(path), weights_sha256=path_sha256(path), device=device)
+
+
+def texture_plan(method: str, until: str | None, params: dict[str, Any], progress: Progress,
+                 weights_dir: str | os.PathLike | None = None, device: str = "auto") -> str | None:
+    """The last stage to run for texture ``method``; puts the gmug params into ``params`` when GMug will run."""
+    from .errors import InputError
+    from .gmug.weights import WeightsError
+
+    if method not in TEXTURE_METHODS:
+        raise InputError(f"unknown texture method {method!r}; choose one of {', '.join(TEXTURE_METHODS)}")
+    names = RECONSTRUCTION.names()
+    wants_gmug = until is None or names.index(until) >= names.index(GMUG_STAGE.name)
+    if not wants_gmug:
+        return until
+    if method != "classic" and "gmug" not in params:
+        try:
+            params["gmug"] = gmug_params(weights_dir, device)
+        except WeightsError as error:
+            progress.warning(GMUG_STAGE.name, f"{error}; using the classic texture instead")
+    if method == "classic" or "gmug" not in params:
+        return DELIGHT_CLASSIC_STAGE.name
+    return until
 
 
 def open_or_create_capture(video: str | os.PathLike, capture_dir: str | os.PathLike) -> tuple[Capture, dict[str, Any]]:
@@ -44,6 +82,9 @@ def reconstruct(
     force: tuple[str, ...] = (),
     params: dict[str, Any] | None = None,
     replace_source: bool = False,
+    texture_method: str = "auto",
+    weights_dir: str | os.PathLike | None = None,
+    device: str = "auto",
 ) -> tuple[Capture, list[StageOutcome]]:
     """Run the reconstruction stages for ``video`` in ``capture_dir``, skipping what is up to date.
 
@@ -51,6 +92,8 @@ def reconstruct(
     that would mix two people's data. ``replace_source`` says the user wants it
     re-pointed; its stages then rerun because their input hash changes.
     """
+    params = dict(params or {})
+    until = texture_plan(texture_method, until, params, progress, weights_dir, device)
     capture, source = open_or_create_capture(video, capture_dir)
     with capture.locked():
         if source["sha256"] != capture.source.get("sha256") and not replace_source:

@@ -85,18 +85,20 @@ class TextureCorpusParams:
     pitch_offset_deg: float = 8.0                              # sigma of the path's mean pitch (phone held high or low)
     camera_fixed_light: float = 0.5                            # probability the light turns with the camera (the person turns)
     env_tilt_deg: float = 8.0                                  # sigma of the environment's tilt (its yaw is uniform)
-    env_temperature_k: tuple[float, float] = (4000.0, 8000.0)  # tint of the environment, as a colour temperature
+    env_temperature_k: tuple[float, float] = (2500.0, 10000.0)  # tint of the environment, as a colour temperature
+    colour_cast_probability: float = 0.3                       # probability of an extra coloured cast (tinted glass, walls, screens)
+    colour_cast: float = 0.35                                  # its strength: largest log gain of one channel against the others
     sun_scale: tuple[float, float] = (0.2, 1.0)                # the environment's sun, scaled (clouds, window glass)
     key_probability: float = 0.7                               # probability of an extra key lamp
     key_strength: tuple[float, float] = (0.5, 3.0)             # its irradiance / the environment's mean irradiance
-    key_temperature_k: tuple[float, float] = (2700.0, 6500.0)
+    key_temperature_k: tuple[float, float] = (2000.0, 8000.0)
     key_elevation_deg: tuple[float, float] = (-10.0, 60.0)     # ... above the horizon; azimuth within key_azimuth_deg of the front
     key_azimuth_deg: float = 110.0
     ambient: tuple[float, float] = (0.0, 0.3)                  # uniform extra radiance / the environment's mean radiance
     specular: tuple[float, float] = (0.0, 0.04)                # sheen strength (Blinn-Phong) on skin, of the directional lights
     shininess: tuple[float, float] = (10.0, 40.0)
-    exposure_sigma_stops: float = 0.35                         # auto exposure error around "the face's median shading = 1"
-    white_balance: tuple[float, float] = (0.3, 1.0)            # fraction (as an exponent) of the light's colour the phone removes
+    exposure_sigma_stops: float = 0.7                          # auto exposure error around "the face's median shading = 1"
+    white_balance: tuple[float, float] = (0.0, 1.0)            # fraction (as an exponent) of the light's colour the phone removes
     white_balance_error: float = 0.03                          # sigma of a residual log gain per channel
     blur_px: tuple[float, float] = (0.3, 1.0)                  # Gaussian sigma of fusion blur, texels at 512 (scales with size)
     noise: tuple[float, float] = (0.004, 0.015)                # per-frame noise sigma in sRGB; fused noise falls with the views
@@ -303,6 +305,9 @@ def sample_phone_light(rng: np.random.Generator, params: TextureCorpusParams,
     rotation = _rotation(env_yaw, tilt_x, tilt_z)[0]
     env_kelvin = rng.uniform(*params.env_temperature_k)
     tint = kelvin_rgb(env_kelvin)
+    cast = rng.uniform() < params.colour_cast_probability
+    if cast:                                                                  # a random hue, not on the black-body locus
+        tint = tint * np.exp(params.colour_cast * rng.uniform(-1.0, 1.0, 3))
     sh = sh_rotation(rotation.T[None])[0] @ env.sh * tint                  # f_world(d) = f_env(R^T d)
     mean_radiance = float(luminance(sh[0]) * 0.282095)                       # the DC term's mean over the sphere
     directions, irradiances = [], []
@@ -322,7 +327,7 @@ def sample_phone_light(rng: np.random.Generator, params: TextureCorpusParams,
     sh[0] += ambient * mean_radiance * math.sqrt(4 * math.pi)               # uniform radiance a has c00 = a sqrt(4 pi)
     camera_fixed = bool(rng.uniform() < params.camera_fixed_light)
     specular, shininess = rng.uniform(*params.specular), rng.uniform(*params.shininess)
-    info = {"environment": env.name, "env_yaw_deg": env_yaw, "env_tilt_deg": [tilt_x, tilt_z], "env_temperature_k": env_kelvin,
+    info = {"environment": env.name, "env_yaw_deg": env_yaw, "env_tilt_deg": [tilt_x, tilt_z], "env_temperature_k": env_kelvin, "colour_cast": bool(cast),
             "sun_scale": sun_scale if env.sun_irradiance.sum() > 0 else 0.0, "key": key, "ambient": ambient,
             "fixed_to": "camera" if camera_fixed else "head", "specular": specular, "shininess": shininess}
     return PhoneLight(sh, np.reshape(directions, (-1, 3)), np.reshape(irradiances, (-1, 3)), camera_fixed,

@@ -1,0 +1,373 @@
+"""``studio-avatar train gmug``: GMug's training loop, seeded, resumable, within a wall-clock budget.
+
+The recipe, sized for a CPU (the paper's, with a warm start that a CPU can afford):
+
+1. **G_phone warm start** (``phone_share`` of the budget): an encoder E and
+   G_phone's synthesis network are trained together as an autoencoder of
+   exposure-normalised phone textures: ``G_phone(E(x)) ~ x`` on the observed
+   texels (masked L1 + MS-SSIM). This gives a W+ space of phone textures and
+   an encoder that initialises inversion, without from-scratch adversarial
+   training.
+2. **G_studio** starts as a copy of G_phone with everything at 8x8 and below
+   frozen (``freeze_res``); only theta(8+) is fine-tuned, on W+ = E(x) (E and
+   G_phone frozen), toward the studio targets (the corpus' true albedo):
+   paired reconstruction (L1 + MS-SSIM over the whole layout, on
+   ``paired_fraction`` of the samples), non-saturating adversarial loss
+   against a residual discriminator with lazy R1, the FaceID distance (dlib's
+   ResNet ported to torch) between faces rendered from G_studio's output and
+   from the truth, and a perceptual distance on the FaceID network's and the
+   discriminator's features.
+
+Data: the ``synth-textures`` corpus, held-out identities excluded; each
+batch is flipped across the UV mirror axis at random and gets a random
+white-balance error on top of the corpus' own (per-channel log gains).
+Every step draws its randomness from (seed, step), so a resumed run
+continues exactly. The run folder holds ``checkpoint.safetensors``,
+``losses.jsonl`` and ``samples/`` (sheets: phone input | G_phone | G_studio |
+truth for held-out samples); the shipped weights go to ``OUT/gmug_<R>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path
+from ..device import resolve_device
+from ..errors import InputError
+from ..progress import StageProgress
+from . import losses as L
+from .inputs import downsample_observed, normalise_batch, uv_masks
+from .networks import Discriminator, Encoder, Generator, GMugConfig, fine_tune_parameters
+from .weights import load_checkpoint, save_checkpoint, save_gmug
+
+CHECKPOINT = "checkpoint.safetensors"
+LOSSES = "losses.jsonl"
+CPU_CHANNELS = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 16, 512: 16}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a GMug training run depends on (saved in the checkpoint and the weights' metadata)."""
+
+    resolution: int = 128               # texture size the networks work at
+    w_dim: int = 128                    # style vector size
+    encoder_hidden: int = 256           # width of the encoder's fully connected heads
+    channels: dict = field(default_factory=lambda: dict(CPU_CHANNELS))   # feature maps per resolution
+    minutes: float = 100.0              # wall-clock budget of the whole run (both phases)
+    phone_share: float = 0.45           # share of the budget for the G_phone warm start
+    batch: int = 8
+    seed: int = 0
+    lr: float = 0.002
+    freeze_res: int = 8                 # G_studio keeps G_phone's parameters at this resolution and below
+    paired_fraction: float = 1.0        # share of samples whose albedo is used as a paired target
+    ssim_weight: float = 0.5
+    adversarial_weight: float = 0.05
+    faceid_weight: float = 0.2
+    perceptual_weight: float = 0.1
+    face_every: int = 2                 # FaceID/perceptual terms every this many steps (on face_batch samples)
+    face_batch: int = 4
+    r1_gamma: float = 1.0
+    r1_interval: int = 16               # lazy R1: every this many steps, scaled by it
+    white_balance_sigma: float = 0.12   # extra per-channel log-gain augmentation of the phone texture
+    held_out_identities: int = 10       # the last identities of the corpus, never trained on
+    checkpoint_every_s: float = 120.0
+    sample_every_s: float = 600.0
+
+    def network_config(self) -> GMugConfig:
+        return GMugConfig(resolution=self.resolution, w_dim=self.w_dim, z_dim=self.w_dim, channels=dict(self.channels),
+                          encoder_hidden=self.encoder_hidden)
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+
+class Corpus:
+    """The ``synth-textures`` corpus in memory at the training resolution, split by identity."""
+
+    def __init__(self, folder: str | Path, resolution: int, held_out_identities: int):
+        from ..synth.texture_corpus import INDEX_JSONL, sample_files
+        from ..texture.image_io import read_image, srgb_to_linear
+
+        folder = Path(folder)
+        index = folder / INDEX_JSONL
+        if not index.is_file():
+            raise InputError(f"{folder} is not a texture corpus (no {INDEX_JSONL}); make one with "
+                             "`studio-avatar synth-textures DIR --count N --size 128`")
+        records = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+        if not records:
+            raise InputError(f"the texture corpus {folder} is empty")
+        identities = sorted({r["identity"]["index"] for r in records})
+        held = set(identities[-held_out_identities:]) if len(identities) > held_out_identities else set()
+        phone, coverage, albedo, train = [], [], [], []
+        for record in records:
+            files = sample_files(folder, record["index"])
+            linear, cover = downsample_observed(srgb_to_linear(read_image(files["phone"])), read_image(files["coverage"]),
+                                                resolution)
+            truth = read_image(files["albedo"])
+            if truth.shape[0] != resolution:
+                import cv2
+
+                truth = cv2.resize(truth, (resolution, resolution), interpolation=cv2.INTER_AREA)
+            phone.append(linear.transpose(2, 0, 1))
+            coverage.append(cover[None])
+            albedo.append(np.clip(truth, 0, 1).transpose(2, 0, 1) * 2 - 1)
+            train.append(record["identity"]["index"] not in held)
+        self.phone = torch.as_tensor(np.stack(phone), dtype=torch.float16)
+        self.coverage = torch.as_tensor(np.stack(coverage), dtype=torch.float16)
+        self.albedo = torch.as_tensor(np.stack(albedo), dtype=torch.float16)
+        self.train_rows = np.flatnonzero(train)
+        self.held_rows = np.flatnonzero(~np.asarray(train))
+        self.islands = torch.as_tensor(uv_masks(resolution).islands)[None, None]
+
+    def batch(self, rows: np.ndarray, rng: np.random.Generator | None, white_balance_sigma: float,
+              device: str) -> dict[str, torch.Tensor]:
+        """Inputs, masks and targets of ``rows``; with ``rng``, flipped and white-balance-augmented at random."""
+        phone = self.phone[rows].float()
+        coverage = self.coverage[rows].float()
+        albedo = self.albedo[rows].float()
+        if rng is not None:
+            flip = torch.as_tensor(rng.uniform(size=len(rows)) < 0.5)
+            phone = torch.where(flip[:, None, None, None], phone.flip(-1), phone)
+            coverage = torch.where(flip[:, None, None, None], coverage.flip(-1), coverage)
+            albedo = torch.where(flip[:, None, None, None], albedo.flip(-1), albedo)
+            gains = torch.as_tensor(np.exp(rng.normal(0, white_balance_sigma, (len(rows), 3, 1, 1))), dtype=torch.float32)
+            phone = phone * gains
+        x, seen, _ = normalise_batch(phone, coverage)
+        islands = self.islands.expand(len(rows), -1, -1, -1)
+        return {"input": x.to(device), "seen": seen.to(device), "albedo": albedo.to(device), "islands": islands.to(device)}
+
+
+# ---------------------------------------------------------------------------------------------------------- training
+
+class Trainer:
+    def __init__(self, config: TrainConfig, corpus: Corpus, work: Path, device: str):
+        self.config, self.corpus, self.work, self.device = config, corpus, work, device
+        net = config.network_config()
+        torch.manual_seed(config.seed)
+        self.encoder = Encoder(net).to(device)
+        self.phone = Generator(net).to(device)
+        self.studio = Generator(net).to(device)
+        self.discriminator = Discriminator(net).to(device)
+        self.opt_phone = torch.optim.Adam(list(self.encoder.parameters()) + list(self.phone.synthesis.parameters()),
+                                          lr=config.lr, betas=(0.9, 0.99))
+        self.opt_studio: torch.optim.Optimizer | None = None
+        self.opt_disc = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.0, 0.99))
+        self.state: dict[str, Any] = {"phase": "phone", "step": 0, "phase_step": 0, "elapsed_s": 0.0, "images": 0,
+                                      "phone_elapsed_s": 0.0, "config": asdict(config)}
+        self._faces = None
+
+    # -- checkpoints
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"encoder": self.encoder, "phone": self.phone, "studio": self.studio, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        chosen = {"phone": self.opt_phone, "disc": self.opt_disc}
+        if self.opt_studio is not None:
+            chosen["studio"] = self.opt_studio
+        return chosen
+
+    def save(self) -> None:
+        save_checkpoint(self.work / CHECKPOINT, self.modules(), self.optimizers(), self.state)
+
+    def resume(self) -> bool:
+        path = self.work / CHECKPOINT
+        if not path.is_file():
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            phase = json.loads((handle.metadata() or {}).get("state", "{}")).get("phase")
+        if phase == "studio":
+            self._start_studio(copy_weights=False)
+        self.state = load_checkpoint(path, self.modules(), self.optimizers())
+        return True
+
+    def _start_studio(self, copy_weights: bool = True) -> None:
+        if copy_weights:
+            self.studio.load_state_dict(self.phone.state_dict())
+        self.encoder.requires_grad_(False)
+        self.phone.requires_grad_(False)
+        self.opt_studio = torch.optim.Adam(fine_tune_parameters(self.studio, self.config.freeze_res),
+                                           lr=self.config.lr, betas=(0.0, 0.99))
+        self.state["phase"], self.state["phase_step"] = "studio", 0
+
+    # -- steps
+    def _rng(self) -> np.random.Generator:
+        torch.manual_seed(self.config.seed * 1_000_003 + self.state["step"])
+        return np.random.default_rng([self.config.seed, self.state["step"]])
+
+    def _train_batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        rows = rng.choice(self.corpus.train_rows, self.config.batch, replace=len(self.corpus.train_rows) < self.config.batch)
+        return self.corpus.batch(rows, rng, self.config.white_balance_sigma, self.device)
+
+    def phone_step(self) -> dict[str, float]:
+        c = self.config
+        batch = self._train_batch(self._rng())
+        reconstruction = self.phone.synthesis(self.encoder(batch["input"]))
+        loss = L.reconstruction_loss(reconstruction, batch["input"][:, :3], batch["seen"], c.ssim_weight)
+        self.opt_phone.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_phone.step()
+        return {"phone_rec": loss.item()}
+
+    def studio_step(self) -> dict[str, float]:
+        c = self.config
+        rng = self._rng()
+        batch = self._train_batch(rng)
+        real, step = batch["albedo"], self.state["phase_step"]
+        with torch.no_grad():
+            ws = self.encoder(batch["input"])
+        fake = self.studio.synthesis(ws)
+        logs: dict[str, float] = {}
+
+        # discriminator: non-saturating logistic loss, lazy R1 on the real albedos
+        disc_loss = L.discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
+        if step % c.r1_interval == 0:
+            r1 = L.r1_penalty(self.discriminator, real)
+            disc_loss = disc_loss + c.r1_gamma / 2 * r1 * c.r1_interval
+            logs["r1"] = r1.item()
+        self.opt_disc.zero_grad(set_to_none=True)
+        disc_loss.backward()
+        self.opt_disc.step()
+        logs["disc"] = disc_loss.item()
+
+        # G_studio's theta(8+)
+        fake_features = self.discriminator.features(fake)
+        adversarial = L.generator_adversarial_loss(self.discriminator.logits(fake_features[-1]))
+        paired = torch.as_tensor(rng.uniform(size=len(real)) < c.paired_fraction, dtype=torch.float32, device=self.device)
+        mask = batch["islands"] * paired[:, None, None, None]
+        reconstruction = L.reconstruction_loss(fake, real, mask, c.ssim_weight) if paired.any() else fake.new_zeros(())
+        loss = c.adversarial_weight * adversarial + reconstruction
+        logs.update(adversarial=adversarial.item(), studio_rec=reconstruction.item())
+        if step % c.face_every == 0:
+            faceid, perceptual = self.face_terms(fake[: c.face_batch], real[: c.face_batch], fake_features)
+            loss = loss + c.faceid_weight * faceid + c.perceptual_weight * perceptual
+            logs.update(faceid=faceid.item(), perceptual=perceptual.item())
+        self.opt_studio.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_studio.step()
+        return logs
+
+    def face_terms(self, fake: torch.Tensor, real: torch.Tensor, fake_d_features: list[torch.Tensor]):
+        """(FaceID distance, perceptual distance on FaceID and D features) between G_studio's faces and the truth's."""
+        if self._faces is None:
+            from .face_render import face_renderer
+            from .faceid import load_faceid
+
+            self._faces = (face_renderer().to(self.device), load_faceid(self.device))
+        renderer, faceid = self._faces
+        fake_chips, real_chips = renderer.render(fake), renderer.render(real)
+        fake_id = faceid.features(fake_chips)
+        with torch.no_grad():
+            real_id = faceid.features(real_chips)
+        distance = L.faceid_distance(faceid.descriptor(fake_id), faceid.descriptor(real_id))
+        with torch.no_grad():
+            real_d = self.discriminator.features(real[: len(fake)])
+        perceptual = L.feature_distance(fake_id, real_id) + L.feature_distance(
+            [f[: len(fake)] for f in fake_d_features[1:]], real_d[1:])
+        return distance, perceptual
+
+    # -- evaluation and sheets
+    @torch.no_grad()
+    def evaluate(self, rows: np.ndarray) -> tuple[dict[str, float], list[np.ndarray]]:
+        batch = self.corpus.batch(rows, None, 0.0, self.device)
+        ws = self.encoder(batch["input"])
+        phone_rec, studio = self.phone.synthesis(ws, noise="none"), self.studio.synthesis(ws, noise="none")
+        face = torch.as_tensor(uv_masks(self.config.resolution).face, device=self.device)[None, None]
+        seen, real = batch["seen"] > 0, batch["albedo"]
+        error = (studio - real).square().mean(1, keepdim=True) / 4          # -1..1 -> 0..1 units
+        observed, completed = seen & face, ~seen & face
+        metrics = {"val_psnr_observed": float(-10 * torch.log10(error[observed].mean())),
+                   "val_psnr_completed": float(-10 * torch.log10(error[completed].mean())) if completed.any() else None,
+                   "val_phone_rec": float(L.masked_l1(phone_rec, batch["input"][:, :3], batch["seen"]))}
+        tiles = [batch["input"][:, :3], phone_rec, studio, real]
+        rows_img = [np.concatenate([((t[i].cpu().numpy().transpose(1, 2, 0) + 1) / 2) for t in tiles], 1) for i in range(len(rows))]
+        return metrics, rows_img
+
+    def write_sample_sheet(self) -> dict[str, float]:
+        import cv2
+
+        rows = self.corpus.held_rows[:: max(1, len(self.corpus.held_rows) // 6)][:6]
+        if len(rows) == 0:
+            return {}
+        metrics, images = self.evaluate(rows)
+        sheet = (np.clip(np.concatenate(images, 0), 0, 1) * 255).astype(np.uint8)[..., ::-1]
+        folder = self.work / "samples"
+        folder.mkdir(exist_ok=True)
+        for name in (f"step{self.state['step']:07d}.png", "latest.png"):
+            with atomic_path(folder / name) as tmp:
+                cv2.imwrite(str(tmp), sheet)
+        return metrics
+
+
+def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path, config: TrainConfig = TrainConfig(),
+               device: str = "auto", resume: bool = False, progress: StageProgress | None = None) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) GMug within ``config.minutes``; returns the run's summary."""
+    work, out = Path(work_dir), Path(out_dir)
+    if (work / CHECKPOINT).is_file() and not resume:
+        raise InputError(f"{work} already holds a training run; pass --resume to continue it, or choose another --work")
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(device)
+    corpus = Corpus(corpus_dir, config.resolution, config.held_out_identities)
+    trainer = Trainer(config, corpus, work, device)
+    if resume and trainer.resume():
+        saved = {k: v for k, v in trainer.state["config"].items() if k != "minutes"}
+        wanted = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k != "minutes"}))
+        if saved != wanted:
+            changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+            raise InputError(f"--resume with other training settings than the run's ({', '.join(changed)}); "
+                             "only --minutes may change")
+        trainer.state["config"] = asdict(config)
+    budget_s = config.minutes * 60
+    phone_budget_s = budget_s * config.phone_share
+    started, last_checkpoint, last_sample = time.monotonic(), time.monotonic(), -float("inf")
+    base_elapsed = trainer.state["elapsed_s"]
+    log_path = work / LOSSES
+    with open(log_path, "a", encoding="utf-8") as log:
+        while True:
+            elapsed = base_elapsed + time.monotonic() - started
+            trainer.state["elapsed_s"] = elapsed
+            if elapsed >= budget_s:
+                break
+            if trainer.state["phase"] == "phone" and elapsed >= phone_budget_s:
+                trainer._start_studio()
+            step_logs = trainer.phone_step() if trainer.state["phase"] == "phone" else trainer.studio_step()
+            trainer.state["step"] += 1
+            trainer.state["phase_step"] += 1
+            trainer.state["images"] += config.batch
+            now = time.monotonic()
+            record = {"step": trainer.state["step"], "phase": trainer.state["phase"], "elapsed_s": round(elapsed, 1),
+                      **{k: round(v, 5) for k, v in step_logs.items()}}
+            if now - last_sample >= config.sample_every_s:
+                record.update(trainer.write_sample_sheet())
+                last_sample = now
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if now - last_checkpoint >= config.checkpoint_every_s:
+                trainer.save()
+                last_checkpoint = now
+            if progress is not None:
+                loss = step_logs.get("phone_rec", step_logs.get("studio_rec", 0.0))
+                progress.update(elapsed / budget_s, f"{trainer.state['phase']} step {trainer.state['step']} loss {loss:.4f}")
+    if trainer.state["phase"] == "phone":
+        trainer._start_studio()
+    metrics = trainer.write_sample_sheet()
+    trainer.save()
+    summary = {"steps": trainer.state["step"], "images": trainer.state["images"], "minutes": round(trainer.state["elapsed_s"] / 60, 1),
+               "device": device, "torch_threads": torch.get_num_threads(), "train_samples": int(len(corpus.train_rows)),
+               "held_out_samples": int(len(corpus.held_rows)), "config": asdict(config), **metrics}
+    weights = out / f"gmug_{config.resolution}.safetensors"
+    save_gmug(weights, config.network_config(), trainer.encoder, trainer.phone.synthesis, trainer.studio.synthesis,
+              config.freeze_res, summary)
+    summary["weights"] = str(weights)
+    with atomic_path(work / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
