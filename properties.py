@@ -79,7 +79,7 @@ class StudioAvatarSceneState(bpy.types.PropertyGroup):
     preset: EnumProperty(name=strings.PRESET, description=strings.PRESET_TIP, items=strings.PRESET_ITEMS, default="STANDARD")
     texture_size: IntProperty(name=strings.TEXTURE_SIZE, description=strings.TEXTURE_SIZE_TIP, default=0, min=0, max=8192)
     texture_method: EnumProperty(name=strings.TEXTURE_METHOD, description=strings.TEXTURE_METHOD_TIP,
-                                 items=strings.TEXTURE_METHOD_ITEMS, default="CLASSIC")
+                                 items=strings.TEXTURE_METHOD_ITEMS, default="AUTO")
     device: EnumProperty(name=strings.RECON_DEVICE, description=strings.RECON_DEVICE_TIP, items=strings.PREF_DEVICE_ITEMS,
                          default="AUTO")
     recon_error: StringProperty(name="Reconstruct Error", description="Why the last reconstruction failed")

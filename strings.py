@@ -69,10 +69,12 @@ TEXTURE_SIZE_TIP = "Texels across the UV textures (0: from the quality preset)"
 TEXTURE_METHOD = "Texture Method"
 TEXTURE_METHOD_TIP = "How the phone texture's lighting is removed and its unseen parts are filled"
 TEXTURE_METHOD_ITEMS = (
+    ("AUTO", "Auto", "GMug when its weights are installed, else Classic"),
+    ("GMUG", "GMug", "Learned delighting, exposure and white-balance recovery and completion (a StyleGAN2 prior in UV "
+                     "space); falls back to Classic with a warning when its weights are missing or damaged"),
     ("CLASSIC", "Classic", "Spherical-harmonics delighting and symmetric inpainting (no learned weights)"),
-    ("GMUG", "GMug (not installed)", "Learned studio-texture prior; its stage and weights are not part of this version yet"),
 )
-ERR_GMUG_UNAVAILABLE = "The GMug texture method is not installed in this version yet; choose Classic"
+GMUG_WEIGHTS_MISSING = "GMug weights not found in the weights folder: Classic will be used"
 RECON_DEVICE = "Device"
 RECON_DEVICE_TIP = "Where the worker runs its learned stages"
 STAGE_STATUS = "Stages"

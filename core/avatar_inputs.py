@@ -45,8 +45,11 @@ class AvatarInputs:
     data_maps: dict[str, Path]        # name -> file, for the data maps present (Non-Color)
 
 
-def read_avatar_inputs(capture_dir: str | os.PathLike) -> AvatarInputs:
-    """Everything needed from ``capture_dir`` to build its avatar; CaptureError says what is missing."""
+def read_avatar_inputs(capture_dir: str | os.PathLike, albedo: str = "best") -> AvatarInputs:
+    """Everything needed from ``capture_dir`` to build its avatar; CaptureError says what is missing.
+
+    ``albedo``: "best" (the first of ALBEDO_CHOICES present) or one of their names, which must be present.
+    """
     capture = Capture.open(capture_dir)
     root = capture.root
     record = capture.stage_record("fit") or {}
@@ -60,12 +63,19 @@ def read_avatar_inputs(capture_dir: str | os.PathLike) -> AvatarInputs:
         names = ", ".join(name for _, name in ALBEDO_CHOICES)
         raise CaptureError(f"{root}: the capture has no albedo texture yet (looked for {names}); "
                            f"run reconstruct first: `{TOOL_NAME} reconstruct VIDEO -o {root}`")
-    albedo_kind, albedo = present[0]
+    if albedo != "best":
+        known = dict(ALBEDO_CHOICES)
+        if albedo not in known:
+            raise CaptureError(f"unknown albedo {albedo!r}; choose best or one of {', '.join(known)}")
+        present = [(kind, path) for kind, path in present if kind == albedo]
+        if not present:
+            raise CaptureError(f"{root}: the capture has no {known[albedo]}; run reconstruct with that texture method first")
+    albedo_kind, albedo_path = present[0]
     return AvatarInputs(
         capture=root, shape=np.asarray(fit["shape"], np.float32).reshape(-1),
         flame_model=flame_model, flame_uv=flame_uv,
         model_source=str(fit["model_source"]), model_fingerprint=str(fit["model_fingerprint"]),
-        albedo=albedo, albedo_kind=albedo_kind,
+        albedo=albedo_path, albedo_kind=albedo_kind,
         data_maps={name: capture.path(rel) for name, rel in DATA_MAPS.items() if capture.path(rel).is_file()},
     )
 

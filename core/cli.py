@@ -126,7 +126,8 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     else:
         write_synthetic_capture(synth_dir, spec, model, progress=progress.stage("synth"), overwrite=True)
     capture, outcomes = reconstruct(synth_dir / G.VIDEO_NAME, out / "capture", progress,
-                                    params={"unwrap": UnwrapParams(texture_size=DEMO_TEXTURE_SIZE, reference_size=512)})
+                                    params={"unwrap": UnwrapParams(texture_size=DEMO_TEXTURE_SIZE, reference_size=512)},
+                                    weights_dir=args.weights_dir, device=args.device)
     build = progress.stage("build")
     build.update(0.0, "building avatar.blend", force=True)
     built = write_avatar_blend(load_head(cache_dir=args.cache_dir, with_landmarks=False), read_avatar_inputs(capture.root),
@@ -158,7 +159,7 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     stage = progress.stage("build")
     check_blend_output(args.output, args.overwrite)  # before the slow part: refuse an existing file at once
     stage.update(0.0, "reading the capture", force=True)
-    inputs = read_avatar_inputs(args.capture)
+    inputs = read_avatar_inputs(args.capture, args.albedo)
     stage.update(0.05, "loading the head model the fit used", force=True)
     model = load_head(inputs.flame_model or None, inputs.flame_uv or None, args.cache_dir, with_landmarks=False)
     stage.update(0.4, f"building the rigged head with the {inputs.albedo_kind} albedo", force=True)
@@ -236,13 +237,16 @@ def _cmd_synth_textures(args: argparse.Namespace, progress: Progress) -> dict[st
 
 
 def _cmd_train_gmug(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from .gmug.train import TrainConfig, train_gmug
+    from .gmug.train import TrainConfig, export_gmug, train_gmug
+
+    work = args.work or Path(args.out) / ".gmug_run"
+    if args.export_only:
+        return export_gmug(args.corpus, args.out, work, device=args.device)
 
     if args.minutes <= 0 or args.batch < 1 or args.resolution not in (64, 128, 256, 512):
         raise InputError("--minutes must be positive, --batch at least 1 and --resolution one of 64, 128, 256, 512")
     config = TrainConfig(resolution=args.resolution, minutes=args.minutes, batch=args.batch, seed=args.seed,
                          freeze_res=args.freeze_res, faceid_weight=args.faceid_weight, paired_fraction=args.paired_fraction)
-    work = args.work or Path(args.out) / ".gmug_run"
     return train_gmug(args.corpus, args.out, work, config, device=args.device, resume=args.resume,
                       progress=progress.stage("train-gmug"))
 
@@ -329,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--pack", action="store_true", help="pack the images into the .blend instead of copying them beside it")
     build.add_argument("--overwrite", action="store_true", help="replace the .blend if it exists")
     build.add_argument("--name", default="Studio Avatar", help="name of the avatar's collection and head mesh")
+    build.add_argument("--albedo", choices=("best", "final", "gmug", "delit_classic"), default="best",
+                       help="which albedo of the capture to use (default best: final, else gmug, else delit_classic)")
     build.set_defaults(handler=_cmd_build)
 
     render = commands.add_parser("render", help="batch-render a built avatar: lightings x turntable views x expressions, "
@@ -411,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     gmug.add_argument("--work", type=Path, default=None, help="run folder: checkpoint, losses.jsonl, sample sheets "
                       "(default OUT/.gmug_run)")
     gmug.add_argument("--resume", action="store_true", help="continue the run in --work (only --minutes may change)")
+    gmug.add_argument("--export-only", action="store_true", help="write the weights from --work's latest checkpoint, no training")
     gmug.add_argument("--minutes", type=float, default=100.0, help="wall-clock budget of the whole run (default 100)")
     gmug.add_argument("--resolution", type=int, default=128, help="texture size of the networks (default 128; 256+ for a GPU)")
     gmug.add_argument("--batch", type=int, default=8, help="batch size (default 8)")

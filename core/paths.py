@@ -21,6 +21,7 @@ def default_cache_dir() -> Path:
 
 
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+GMUG_WEIGHTS_NAME = "gmug_128.safetensors"        # the GMug stage's weights inside the weights folder
 
 
 def weights_dir() -> Path:

@@ -33,10 +33,11 @@ TEXTURE_METHODS = ("auto", "gmug", "classic")
 
 def gmug_params(weights_dir: str | os.PathLike | None = None, device: str = "auto") -> GMugParams:
     """Params of the gmug stage with the shipped (or ``weights_dir``'s) weights; WeightsError if they are unusable."""
-    from .gmug.weights import DEFAULT_NAME, load_gmug, weights_folder
+    from .gmug.weights import DEFAULT_NAME, load_gmug
     from .hashing import path_sha256
+    from .paths import weights_dir as default_weights_dir
 
-    path = (weights_folder(weights_dir) / DEFAULT_NAME).resolve()
+    path = (Path(weights_dir or default_weights_dir()) / DEFAULT_NAME).resolve()
     load_gmug(path)
     return GMugParams(weights=str(path), weights_sha256=path_sha256(path), device=device)
 

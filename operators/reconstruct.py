@@ -18,7 +18,6 @@ from .jobs import WorkerJobMixin
 
 # quality preset -> (most frames kept, texels across the UV textures)
 PRESET_SETTINGS = {"DRAFT": (40, 1024), "STANDARD": (80, 2048), "HIGH": (120, 4096)}
-AVAILABLE_TEXTURE_METHODS = {"CLASSIC"}   # GMug is listed in the UI but has no stage in this version
 
 
 def scene_state(scene):
@@ -42,11 +41,12 @@ def capture_source_video(folder: str) -> str | None:
 
 
 def reconstruct_args(video: str, capture_dir: str, preset: str, texture_size: int, device: str,
-                     force: tuple[str, ...] = ()) -> list[str]:
+                     texture_method: str = "AUTO", force: tuple[str, ...] = ()) -> list[str]:
     """Worker arguments for one run; the global --device comes before the command and wins over the preferences'."""
     max_frames, preset_size = PRESET_SETTINGS[preset]
     args = ["--device", device.lower(), "reconstruct", video, "-o", capture_dir,
-            "--max-frames", str(max_frames), "--texture-size", str(texture_size or preset_size)]
+            "--max-frames", str(max_frames), "--texture-size", str(texture_size or preset_size),
+            "--texture-method", texture_method.lower()]
     for stage in force:
         args += ["--force", stage]
     return args
@@ -87,12 +87,10 @@ class ReconstructJobMixin(WorkerJobMixin):
 
     def start_reconstruct(self, context, video, capture_dir, force=()):
         state = scene_state(context.scene)
-        if state.texture_method not in AVAILABLE_TEXTURE_METHODS:
-            self.report({"ERROR"}, strings.ERR_GMUG_UNAVAILABLE)
-            return {"CANCELLED"}
         state.capture_dir, state.recon_error = capture_dir, ""
         self._scene_name = context.scene.name
-        args = reconstruct_args(video, capture_dir, state.preset, state.texture_size, state.device, force)
+        args = reconstruct_args(video, capture_dir, state.preset, state.texture_size, state.device, state.texture_method,
+                                force)
         return self.run_job(context, args)
 
     def job_finished(self, context, worker):
@@ -127,7 +125,7 @@ class STUDIO_AVATAR_OT_reconstruct(ReconstructJobMixin, bpy.types.Operator):
     texture_size: IntProperty(name=strings.TEXTURE_SIZE, description=strings.TEXTURE_SIZE_TIP, default=0, min=0,
                               max=8192, options={"SKIP_SAVE"})
     texture_method: EnumProperty(name=strings.TEXTURE_METHOD, description=strings.TEXTURE_METHOD_TIP,
-                                 items=strings.TEXTURE_METHOD_ITEMS, default="CLASSIC", options={"SKIP_SAVE"})
+                                 items=strings.TEXTURE_METHOD_ITEMS, default="AUTO", options={"SKIP_SAVE"})
     device: EnumProperty(name=strings.RECON_DEVICE, description=strings.RECON_DEVICE_TIP,
                          items=strings.PREF_DEVICE_ITEMS, default="AUTO", options={"SKIP_SAVE"})
 

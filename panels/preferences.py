@@ -1,6 +1,7 @@
 """Add-on preferences: cache folder, device, worker interpreter, FLAME model files, weights folder, and the
 Python dependencies (what is installed in Blender's Python and the add-on's site-packages; Install button)."""
 
+import os
 import sys
 import textwrap
 
@@ -9,7 +10,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from .. import idnames, strings
 from ..core import deps
-from ..core.paths import weights_dir
+from ..core.paths import GMUG_WEIGHTS_NAME, weights_dir
 
 # the extension's root package: bl_ext.<repo>.studio_avatar inside Blender
 ADDON_PACKAGE = __package__.rpartition(".")[0]
@@ -98,6 +99,11 @@ def dependency_folder() -> str:
 def weights_folder(prefs) -> str:
     """The weights folder in use: the preference, or the weights shipped with the add-on when that is empty."""
     return bpy.path.abspath(prefs.weights_dir) if prefs.weights_dir else str(weights_dir())
+
+
+def gmug_weights_installed(prefs) -> bool:
+    """Whether the weights folder in use holds GMug's weights (the worker checks them fully and falls back)."""
+    return os.path.isfile(os.path.join(weights_folder(prefs), GMUG_WEIGHTS_NAME))
 
 
 class DependencyReport:

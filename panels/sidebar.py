@@ -11,7 +11,7 @@ import bpy
 
 from .. import idnames, strings
 from ..core.progress import format_duration
-from ..operators.reconstruct import AVAILABLE_TEXTURE_METHODS
+from .preferences import get_preferences, gmug_weights_installed
 from . import thumbnails
 
 STAGE_ICONS = {"pending": "DOT", "running": "SORTTIME", "done": "CHECKMARK", "stale": "RECOVER_LAST",
@@ -156,12 +156,11 @@ class STUDIO_AVATAR_PT_reconstruct(StudioAvatarPanel, bpy.types.Panel):
         settings.prop(state, "texture_method")
         settings.prop(state, "device")
         settings.prop(state, "capture_dir")
-        method_ok = state.texture_method in AVAILABLE_TEXTURE_METHODS
-        if not method_ok:
-            layout.label(text=strings.ERR_GMUG_UNAVAILABLE, icon="INFO")
+        if state.texture_method != "CLASSIC" and not gmug_weights_installed(get_preferences(context)):
+            layout.label(text=strings.GMUG_WEIGHTS_MISSING, icon="INFO")
         row = layout.row()
         row.scale_y = 1.4
-        row.enabled = bool(state.video_path) and method_ok and not job.running
+        row.enabled = bool(state.video_path) and not job.running
         row.operator(idnames.RECONSTRUCT, text=strings.RECONSTRUCT, icon="PLAY")
 
         if job_shown_in(job, idnames.PANEL_RECONSTRUCT):

@@ -26,7 +26,7 @@ from studio_avatar.core.synth.head_clip import HeadClipSpec, write_head_clip
 
 REPO = "workflow_repo"
 MODULE = f"bl_ext.{REPO}.studio_avatar"
-STAGES = ["preview", "frames", "track", "fit", "unwrap", "delight_classic"]
+STAGES = ["preview", "frames", "track", "fit", "unwrap", "delight_classic", "gmug"]   # gmug: the shipped weights
 RENDER_PX = 64
 
 
@@ -108,7 +108,7 @@ def test_rerun_stage_redoes_that_stage_with_the_scene_settings(reconstructed, he
     after = stage_records(capture_dir)
     # only unwrap ran again: its output came out identical, so delight_classic's inputs did not change either
     assert [name for name in STAGES if after[name]["finished"] != before[name]["finished"]] == ["unwrap"]
-    assert [row.status for row in state.stages] == ["done"] * 6
+    assert [row.status for row in state.stages] == ["done"] * len(STAGES)
 
     state.stages.clear()
     assert bpy.ops.studio_avatar.refresh_status() == {"FINISHED"}
@@ -157,11 +157,26 @@ def test_a_failing_reconstruct_shows_its_message(state, tmp_path):
     assert "Reconstruction failed" in text and "not a video file" in text
 
 
-def test_gmug_is_listed_but_refused_until_installed(state, head_video):
-    state.texture_method = "GMUG"
-    assert "not installed" in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
-    with pytest.raises(RuntimeError, match="GMug texture method is not installed"):
-        bpy.ops.studio_avatar.reconstruct(filepath=str(head_video), wait=True)
+def test_texture_method_reaches_the_worker_and_missing_gmug_weights_are_announced(state, tmp_path):
+    from studio_avatar.operators.reconstruct import reconstruct_args
+    from studio_avatar.panels.preferences import get_preferences
+
+    args = reconstruct_args("v.mp4", "cap", "DRAFT", 0, "AUTO", "GMUG")
+    assert args[args.index("--texture-method") + 1] == "gmug"
+    assert state.texture_method == "AUTO"                                  # the default
+    prefs = get_preferences(bpy.context)
+    previous = prefs.weights_dir
+    try:
+        prefs.weights_dir = str(tmp_path)                                  # an empty weights folder
+        state.texture_method = "GMUG"
+        assert "GMug weights not found" in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
+        state.texture_method = "CLASSIC"
+        assert "GMug weights not found" not in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
+        (tmp_path / "gmug_128.safetensors").write_bytes(b"0")
+        state.texture_method = "AUTO"
+        assert "GMug weights not found" not in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
+    finally:
+        prefs.weights_dir = previous
 
 
 def sidebar_panels():

@@ -49,6 +49,7 @@ from .networks import Discriminator, Encoder, Generator, GMugConfig, fine_tune_p
 from .weights import load_checkpoint, save_checkpoint, save_gmug
 
 CHECKPOINT = "checkpoint.safetensors"
+PHONE_CHECKPOINT = "checkpoint_phone.safetensors"   # the run at the end of the G_phone warm start (ablations start here)
 LOSSES = "losses.jsonl"
 CPU_CHANNELS = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 16, 512: 16}
 
@@ -291,6 +292,22 @@ class Trainer:
         rows_img = [np.concatenate([((t[i].cpu().numpy().transpose(1, 2, 0) + 1) / 2) for t in tiles], 1) for i in range(len(rows))]
         return metrics, rows_img
 
+    def export(self, out: Path) -> dict[str, Any]:
+        """Save the checkpoint, a last sample sheet, ``out/gmug_<R>.safetensors`` and ``summary.json``."""
+        config = self.config
+        metrics = self.write_sample_sheet()
+        self.save()
+        summary = {"steps": self.state["step"], "images": self.state["images"], "minutes": round(self.state["elapsed_s"] / 60, 1),
+                   "device": self.device, "torch_threads": torch.get_num_threads(), "train_samples": int(len(self.corpus.train_rows)),
+                   "held_out_samples": int(len(self.corpus.held_rows)), "config": asdict(config), **metrics}
+        weights = out / f"gmug_{config.resolution}.safetensors"
+        save_gmug(weights, config.network_config(), self.encoder, self.phone.synthesis, self.studio.synthesis,
+                  config.freeze_res, summary)
+        summary["weights"] = str(weights)
+        with atomic_path(self.work / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
     def write_sample_sheet(self) -> dict[str, float]:
         import cv2
 
@@ -338,6 +355,7 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
             if elapsed >= budget_s:
                 break
             if trainer.state["phase"] == "phone" and elapsed >= phone_budget_s:
+                save_checkpoint(work / PHONE_CHECKPOINT, trainer.modules(), trainer.optimizers(), trainer.state)
                 trainer._start_studio()
             step_logs = trainer.phone_step() if trainer.state["phase"] == "phone" else trainer.studio_step()
             trainer.state["step"] += 1
@@ -359,15 +377,22 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
                 progress.update(elapsed / budget_s, f"{trainer.state['phase']} step {trainer.state['step']} loss {loss:.4f}")
     if trainer.state["phase"] == "phone":
         trainer._start_studio()
-    metrics = trainer.write_sample_sheet()
-    trainer.save()
-    summary = {"steps": trainer.state["step"], "images": trainer.state["images"], "minutes": round(trainer.state["elapsed_s"] / 60, 1),
-               "device": device, "torch_threads": torch.get_num_threads(), "train_samples": int(len(corpus.train_rows)),
-               "held_out_samples": int(len(corpus.held_rows)), "config": asdict(config), **metrics}
-    weights = out / f"gmug_{config.resolution}.safetensors"
-    save_gmug(weights, config.network_config(), trainer.encoder, trainer.phone.synthesis, trainer.studio.synthesis,
-              config.freeze_res, summary)
-    summary["weights"] = str(weights)
-    with atomic_path(work / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return trainer.export(out)
+
+
+def export_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Write the shipped weights from a run's latest checkpoint without training (e.g. after an interrupted run)."""
+    work = Path(work_dir)
+    if not (work / CHECKPOINT).is_file():
+        raise InputError(f"{work} holds no training checkpoint ({CHECKPOINT}) to export")
+    from safetensors import safe_open
+
+    with safe_open(str(work / CHECKPOINT), framework="pt") as handle:
+        saved = json.loads((handle.metadata() or {}).get("state", "{}"))["config"]
+    config = TrainConfig(**{**saved, "channels": {int(k): v for k, v in saved["channels"].items()}})
+    trainer = Trainer(config, Corpus(corpus_dir, config.resolution, config.held_out_identities), work, resolve_device(device))
+    trainer.resume()
+    if trainer.state["phase"] == "phone":
+        trainer._start_studio()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return trainer.export(Path(out_dir))

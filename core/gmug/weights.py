@@ -21,12 +21,12 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import StudioAvatarError
+from ..paths import GMUG_WEIGHTS_NAME
 from .networks import Encoder, GMugConfig, SynthesisNetwork, frozen_prefixes
 
 FORMAT = "studio-avatar-gmug"
 FORMAT_VERSION = 1
-WEIGHTS_ENV = "STUDIO_AVATAR_WEIGHTS"
-DEFAULT_NAME = "gmug_128.safetensors"
+DEFAULT_NAME = GMUG_WEIGHTS_NAME
 
 
 class WeightsError(StudioAvatarError):
@@ -46,12 +46,6 @@ class GMugModels:
         for module in (self.encoder, self.phone, self.studio):
             module.to(device).eval().requires_grad_(False)
         return self
-
-
-def weights_folder(override: str | os.PathLike | None = None) -> Path:
-    """``override``, else $STUDIO_AVATAR_WEIGHTS, else the package's ``weights/`` folder."""
-    chosen = override or os.environ.get(WEIGHTS_ENV)
-    return Path(chosen) if chosen else Path(__file__).resolve().parents[2] / "weights"
 
 
 def save_gmug(path: str | os.PathLike, config: GMugConfig, encoder: Encoder, phone: SynthesisNetwork,
