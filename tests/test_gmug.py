@@ -272,3 +272,18 @@ def test_train_config_round_trips_through_json():
     config = tiny_train_config()
     assert json.loads(json.dumps(config.network_config().to_dict()))["channels"]["32"] == 8
     assert GMugConfig.from_dict(config.network_config().to_dict()) == config.network_config()
+
+
+def test_export_ships_g_studio_at_its_best_held_out_step(tmp_path):
+    trainer = Trainer(tiny_train_config(), TinyCorpus(32), tmp_path, "cpu")
+    trainer._start_studio()
+    trainer.keep_if_best(trainer.validate())
+    best = {k: v.clone() for k, v in trainer.studio.state_dict().items()}
+    for parameter in trainer.studio.synthesis.blocks["b32"].torgb.parameters():
+        parameter.data.add_(5.0)                                     # a much worse G_studio afterwards
+    trainer.keep_if_best(trainer.validate())
+    assert trainer.state["best"]["step"] == 0
+    summary = trainer.export(tmp_path / "out")
+    shipped = load_gmug(summary["weights"])
+    for name, value in shipped.studio.state_dict().items():
+        assert torch.equal(value, best[f"synthesis.{name}"]), name

@@ -50,6 +50,8 @@ from .weights import load_checkpoint, save_checkpoint, save_gmug
 
 CHECKPOINT = "checkpoint.safetensors"
 PHONE_CHECKPOINT = "checkpoint_phone.safetensors"   # the run at the end of the G_phone warm start (ablations start here)
+BEST_STUDIO = "best_studio.safetensors"             # G_studio at its best held-out step so far
+RESUMABLE_CHANGES = ("minutes", "checkpoint_every_s", "sample_every_s")   # settings a resumed run may change
 LOSSES = "losses.jsonl"
 CPU_CHANNELS = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 16, 512: 16}
 
@@ -80,7 +82,7 @@ class TrainConfig:
     white_balance_sigma: float = 0.12   # extra per-channel log-gain augmentation of the phone texture
     held_out_identities: int = 10       # the last identities of the corpus, never trained on
     checkpoint_every_s: float = 120.0
-    sample_every_s: float = 600.0
+    sample_every_s: float = 300.0
 
     def network_config(self) -> GMugConfig:
         return GMugConfig(resolution=self.resolution, w_dim=self.w_dim, z_dim=self.w_dim, channels=dict(self.channels),
@@ -275,33 +277,66 @@ class Trainer:
             [f[: len(fake)] for f in fake_d_features[1:]], real_d[1:])
         return distance, perceptual
 
-    # -- evaluation and sheets
+    # -- evaluation, the best held-out state, sheets
     @torch.no_grad()
-    def evaluate(self, rows: np.ndarray) -> tuple[dict[str, float], list[np.ndarray]]:
+    def validate(self) -> dict[str, float]:
+        """PSNR of G_studio's albedo on the observed and on the completed face texels of every held-out sample."""
+        face = torch.as_tensor(uv_masks(self.config.resolution).face, device=self.device)[None, None]
+        sums = {"observed": [0.0, 0], "completed": [0.0, 0]}
+        rows = self.corpus.held_rows
+        for start in range(0, len(rows), 16):
+            batch = self.corpus.batch(rows[start:start + 16], None, 0.0, self.device)
+            studio = self.studio.synthesis(self.encoder(batch["input"]), noise="none")
+            error = (studio - batch["albedo"]).square().mean(1, keepdim=True) / 4      # -1..1 -> 0..1 units
+            seen = batch["seen"] > 0
+            for name, mask in (("observed", seen & face), ("completed", ~seen & face)):
+                sums[name][0] += float(error[mask].sum())
+                sums[name][1] += int(mask.sum())
+        return {f"val_psnr_{name}": round(-10 * float(np.log10(total / max(count, 1))), 3) if count else None
+                for name, (total, count) in sums.items()}
+
+    def keep_if_best(self, metrics: dict[str, float]) -> None:
+        """Remember G_studio when its held-out PSNR (observed + completed) is the best so far (GAN training wanders)."""
+        if self.state["phase"] != "studio" or metrics.get("val_psnr_observed") is None:
+            return
+        score = metrics["val_psnr_observed"] + (metrics.get("val_psnr_completed") or 0.0)
+        if score > self.state.get("best", {}).get("score", -float("inf")):
+            save_checkpoint(self.work / BEST_STUDIO, {"studio": self.studio}, {}, {})
+            self.state["best"] = {"score": score, "step": self.state["step"], **metrics}
+
+    def best_studio(self) -> Generator:
+        """G_studio at its best held-out step (the current one if none was recorded)."""
+        if not (self.work / BEST_STUDIO).is_file():
+            return self.studio
+        best = copy.deepcopy(self.studio)
+        load_checkpoint(self.work / BEST_STUDIO, {"studio": best}, {})
+        return best
+
+    @torch.no_grad()
+    def sheet_rows(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Per held-out sample: phone input | G_phone(W+) | G_studio(W+) | truth, sRGB 0..1."""
         batch = self.corpus.batch(rows, None, 0.0, self.device)
         ws = self.encoder(batch["input"])
-        phone_rec, studio = self.phone.synthesis(ws, noise="none"), self.studio.synthesis(ws, noise="none")
-        face = torch.as_tensor(uv_masks(self.config.resolution).face, device=self.device)[None, None]
-        seen, real = batch["seen"] > 0, batch["albedo"]
-        error = (studio - real).square().mean(1, keepdim=True) / 4          # -1..1 -> 0..1 units
-        observed, completed = seen & face, ~seen & face
-        metrics = {"val_psnr_observed": float(-10 * torch.log10(error[observed].mean())),
-                   "val_psnr_completed": float(-10 * torch.log10(error[completed].mean())) if completed.any() else None,
-                   "val_phone_rec": float(L.masked_l1(phone_rec, batch["input"][:, :3], batch["seen"]))}
-        tiles = [batch["input"][:, :3], phone_rec, studio, real]
-        rows_img = [np.concatenate([((t[i].cpu().numpy().transpose(1, 2, 0) + 1) / 2) for t in tiles], 1) for i in range(len(rows))]
-        return metrics, rows_img
+        tiles = [batch["input"][:, :3], self.phone.synthesis(ws, noise="none"), self.studio.synthesis(ws, noise="none"),
+                 batch["albedo"]]
+        return [np.concatenate([(t[i].cpu().numpy().transpose(1, 2, 0) + 1) / 2 for t in tiles], 1) for i in range(len(rows))]
 
     def export(self, out: Path) -> dict[str, Any]:
-        """Save the checkpoint, a last sample sheet, ``out/gmug_<R>.safetensors`` and ``summary.json``."""
+        """Save the checkpoint, a last sample sheet, ``out/gmug_<R>.safetensors`` (G_studio at its best held-out step)
+        and ``summary.json``."""
         config = self.config
-        metrics = self.write_sample_sheet()
+        self.keep_if_best(self.write_sample_sheet())
         self.save()
+        studio = self.best_studio()
+        self.studio, final = studio, self.studio
+        best_metrics = self.validate()
+        self.studio = final
         summary = {"steps": self.state["step"], "images": self.state["images"], "minutes": round(self.state["elapsed_s"] / 60, 1),
                    "device": self.device, "torch_threads": torch.get_num_threads(), "train_samples": int(len(self.corpus.train_rows)),
-                   "held_out_samples": int(len(self.corpus.held_rows)), "config": asdict(config), **metrics}
+                   "held_out_samples": int(len(self.corpus.held_rows)), "config": asdict(config),
+                   "best_step": self.state.get("best", {}).get("step", self.state["step"]), **best_metrics}
         weights = out / f"gmug_{config.resolution}.safetensors"
-        save_gmug(weights, config.network_config(), self.encoder, self.phone.synthesis, self.studio.synthesis,
+        save_gmug(weights, config.network_config(), self.encoder, self.phone.synthesis, studio.synthesis,
                   config.freeze_res, summary)
         summary["weights"] = str(weights)
         with atomic_path(self.work / "summary.json") as tmp:
@@ -314,7 +349,7 @@ class Trainer:
         rows = self.corpus.held_rows[:: max(1, len(self.corpus.held_rows) // 6)][:6]
         if len(rows) == 0:
             return {}
-        metrics, images = self.evaluate(rows)
+        metrics, images = self.validate(), self.sheet_rows(rows)
         sheet = (np.clip(np.concatenate(images, 0), 0, 1) * 255).astype(np.uint8)[..., ::-1]
         folder = self.work / "samples"
         folder.mkdir(exist_ok=True)
@@ -336,8 +371,8 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
     corpus = Corpus(corpus_dir, config.resolution, config.held_out_identities)
     trainer = Trainer(config, corpus, work, device)
     if resume and trainer.resume():
-        saved = {k: v for k, v in trainer.state["config"].items() if k != "minutes"}
-        wanted = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k != "minutes"}))
+        saved = {k: v for k, v in trainer.state["config"].items() if k not in RESUMABLE_CHANGES}
+        wanted = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}))
         if saved != wanted:
             changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
             raise InputError(f"--resume with other training settings than the run's ({', '.join(changed)}); "
@@ -365,7 +400,9 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
             record = {"step": trainer.state["step"], "phase": trainer.state["phase"], "elapsed_s": round(elapsed, 1),
                       **{k: round(v, 5) for k, v in step_logs.items()}}
             if now - last_sample >= config.sample_every_s:
-                record.update(trainer.write_sample_sheet())
+                metrics = trainer.write_sample_sheet()
+                trainer.keep_if_best(metrics)
+                record.update(metrics)
                 last_sample = now
             log.write(json.dumps(record) + "\n")
             log.flush()
@@ -374,7 +411,10 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
                 last_checkpoint = now
             if progress is not None:
                 loss = step_logs.get("phone_rec", step_logs.get("studio_rec", 0.0))
-                progress.update(elapsed / budget_s, f"{trainer.state['phase']} step {trainer.state['step']} loss {loss:.4f}")
+                # this session's share of what was left, so the ETA holds after a resume; the run's share in the text
+                progress.update((elapsed - base_elapsed) / max(budget_s - base_elapsed, 1e-6),
+                                f"{trainer.state['phase']} step {trainer.state['step']} ({elapsed / budget_s:.0%} of the run) "
+                                f"loss {loss:.4f}")
     if trainer.state["phase"] == "phone":
         trainer._start_studio()
     return trainer.export(out)
