@@ -14,7 +14,7 @@ from studio_avatar.core.gmug.inputs import network_input, normalise_batch, uv_ma
 from studio_avatar.core.gmug.invert import InversionParams, invert
 from studio_avatar.core.gmug.networks import (Discriminator, Encoder, Generator, GMugConfig, fine_tune_parameters,
                                               frozen_prefixes)
-from studio_avatar.core.gmug.stage import upsample_with_detail
+from studio_avatar.core.gmug.stage import compose_albedo
 from studio_avatar.core.gmug.train import Trainer, TrainConfig
 from studio_avatar.core.gmug.weights import WeightsError, load_gmug, save_gmug
 from studio_avatar.core.pipeline import texture_plan
@@ -207,7 +207,7 @@ def test_exposure_normalisation_makes_the_input_independent_of_the_phone_level()
     torch.testing.assert_close(x, dim, rtol=1e-3, atol=2e-3)
 
 
-def test_detail_transfer_restores_observed_high_frequencies():
+def test_composition_keeps_well_seen_classic_texels_and_anchors_the_completion_to_their_level():
     import cv2
 
     from studio_avatar.core.texture.image_io import linear_to_srgb
@@ -218,20 +218,22 @@ def test_detail_transfer_restores_observed_high_frequencies():
     detail = 1 + 0.25 * cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), 1.0)[..., None]
     truth = np.clip(smooth * detail, 0.01, 1)
     islands = cv2.resize(uv_masks(low).islands, (size, size), interpolation=cv2.INTER_NEAREST) > 0
-    coverage = np.where(islands, 1.0, 0.0).astype(np.float32)
-    network_output = linear_to_srgb(cv2.resize(truth, (low, low), interpolation=cv2.INTER_AREA))
-    phone = linear_to_srgb(np.clip(truth * 0.5, 0, 1))                          # the phone is darker: only detail counts
+    coverage = np.zeros((size, size), np.float32)
+    coverage[:, : size // 2] = 1.0                                             # the left half was seen
+    classic = np.where(coverage[..., None] > 0, truth, 0.3)                    # exact where seen, flat where not
+    network = linear_to_srgb(cv2.resize(truth, (low, low), interpolation=cv2.INTER_AREA) * np.float32([0.5, 0.6, 0.7]))
 
-    def psnr(estimate):
-        return -10 * np.log10(np.mean((estimate[islands] - truth[islands]) ** 2))
+    albedo, info = compose_albedo(network, linear_to_srgb(classic), coverage)
+    seen = islands & (np.arange(size)[None, :] < size // 2 - 16)
+    unseen = islands & (np.arange(size)[None, :] > size // 2 + 16)
+    np.testing.assert_allclose(albedo[seen], truth[seen], atol=2e-3)           # the classic texels, untouched
+    np.testing.assert_allclose(info["anchor_gain"], [2.0, 1 / 0.6, 1 / 0.7], rtol=0.05)   # the network's level undone
 
-    plain = upsample_with_detail(network_output, phone, coverage, detail=False)
-    detailed = upsample_with_detail(network_output, phone, coverage, detail=True)
-    assert psnr(detailed) > psnr(plain) + 3
-    assert np.isfinite(detailed).all() and detailed.shape == (size, size, 3)
-    # nothing observed: no detail is invented, the two agree
-    none = upsample_with_detail(network_output, phone, np.zeros_like(coverage), detail=True)
-    np.testing.assert_allclose(none, plain, atol=1e-6)
+    def psnr(estimate, where):
+        return -10 * np.log10(np.mean((estimate[where] - truth[where]) ** 2))
+
+    assert psnr(albedo, unseen) > psnr(classic, unseen) + 6                    # completion from the network, not flat
+    assert np.isfinite(albedo).all() and albedo.shape == (size, size, 3)
 
 
 def test_texture_plan_uses_gmug_when_weights_load_and_falls_back_with_one_warning(tmp_path):
