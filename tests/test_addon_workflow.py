@@ -158,13 +158,11 @@ def test_a_failing_reconstruct_shows_its_message(state, tmp_path):
 
 
 def test_texture_method_reaches_the_worker_and_missing_gmug_weights_are_announced(state, tmp_path):
-    from studio_avatar.operators.reconstruct import reconstruct_args
-    from studio_avatar.panels.preferences import get_preferences
-
+    reconstruct_args = importlib.import_module(f"{MODULE}.operators.reconstruct").reconstruct_args
     args = reconstruct_args("v.mp4", "cap", "DRAFT", 0, "AUTO", "GMUG")
     assert args[args.index("--texture-method") + 1] == "gmug"
     assert state.texture_method == "AUTO"                                  # the default
-    prefs = get_preferences(bpy.context)
+    prefs = bpy.context.preferences.addons[MODULE].preferences
     previous = prefs.weights_dir
     try:
         prefs.weights_dir = str(tmp_path)                                  # an empty weights folder

@@ -1,4 +1,4 @@
-"""Stage ``delight_classic``: the capture's light divided out of the fused texture, and every unseen texel filled.
+"""Stage ``delight_classic``: the capture's light divided out of the fused texture, calibrated, and every unseen texel filled.
 
 The network-free baseline (and the fallback when no GMug weights are present):
 
@@ -10,12 +10,55 @@ The network-free baseline (and the fallback when no GMug weights are present):
    phone moves around a still person); the hypothesis that explains the
    texture better is kept. Fitting with one albedo per channel makes the
    light absorb the mean skin colour, so only the light's *spatial* pattern
-   is divided out: per channel, relative to its mean over the face. The
-   light's overall colour cannot be told from the skin's in a single
-   capture; the result keeps the capture's white balance unless the face's
-   mean colour falls outside the range of human skin, in which case it is
-   moved to the nearest skin colour (a skin-locus prior).
-2. **Completion.** Texels seen poorly take their mirror texel's value where
+   is divided out: per channel, relative to its mean over the face. What is
+   left is the albedo times one unknown gain per channel: the phone's
+   exposure and the light's colour (after the phone's white balance).
+2. **Exposure and white balance.** Those three gains are calibrated from
+   priors on what a face must look like (``calibrate_gains``): one posterior
+   over the calibrated median colour of the face (log R/G, log B/G, log G, on
+   a grid) and a sheen level, its mean taken. The terms:
+
+   * *skin manifold*: the face must be human skin. The biophysical skin model
+     of ``core/synth/albedo.py`` (epidermal melanin over a blood-filled
+     dermis, Kubelka-Munk) spans it over melanin, blood, pheomelanin share
+     and oxygenation, blurred by the model's own error (more in luminance
+     than in chromaticity). Skin's luminance follows its chromaticity (light
+     skin is pale and pinkish, darker skin more saturated towards
+     red-brown), so a light-skin colour seen dark means under-exposure --
+     sharply for light skin, loosely for dark skin, where the chromaticity
+     saturates. What a diffuse light model leaves in is part of the
+     manifold: the light bounced onto the face (``SKIN_BOUNCE``: lighter
+     skin looks redder than its albedo) and the sheen of skin's specular
+     reflection (``SKIN_SHEEN``: it desaturates dark skin towards the light's
+     colour, so that dark skin under a cool light is not read as light skin
+     in the dark); both are taken back out of the texture afterwards
+     (``appearance_to_albedo``);
+   * *white balance*: what remains of the light's colour after the phone's
+     own white balance is near neutral, mostly along the blackbody
+     (warm/cool) direction; the exposure prior around the phone's exposure
+     is broad;
+   * *sclera and teeth* as ceilings: nothing of an eyeball or a tooth is
+     lighter than a sclera (``SCLERA_LUMINANCE_MAX``, real sclera 0.5-0.7) or
+     enamel, so a bright reading of them bounds the exposure from above --
+     which is what keeps dark skin dark. They are not in the phone texture
+     (unwrap samples skin only), so a subset of the frames is sampled again
+     at the eyeballs (away from the iris) and the teeth, keeping only pixels
+     where they are the nearest surface (lids lie on the eyeball), corrected
+     by unwrap's frame gains and by the light of the skin around them; the
+     reading is a high band of those samples' luminance (85th-97th
+     percentile: lids, lashes, the iris, shadow and blur only darken what is
+     seen, glints lie above). In a shadowed eye or a small, blurred one the
+     reading under-states the albedo, so it is used one-sided only: softly,
+     the softer the fewer texels were seen (a cue seen on under 5% of a full
+     view is left out); and since a wet, glossy eye or tooth in real video
+     can read above its albedo, no ceiling lowers the skin's own exposure
+     estimate by more than ``CUE_MAX_VETO``.
+
+   The gains are applied to the delit texture, then the sheen and the
+   bounced light are taken off. With calibration off, the older skin-locus
+   prior moves a face colour outside human skin's range to the nearest skin
+   colour, keeping its brightness.
+3. **Completion.** Texels seen poorly take their mirror texel's value where
    that one was seen (faces are nearly symmetric); the rest are filled
    smoothly from the boundary of what was seen (push-pull interpolation),
    fading with distance into a skin-tone prior taken from the person's own
@@ -25,12 +68,17 @@ The network-free baseline (and the fallback when no GMug weights are present):
    gutter between UV islands so mipmaps and filtering never pull black in.
 
 Output: ``textures/delit_classic.png`` (16-bit sRGB), complete. Metrics go
-to ``report.json`` under ``delight_classic``.
+to ``report.json`` under ``delight_classic``; ``calibration`` holds the
+applied per-channel gain, its exposure and white-balance parts, the
+exposure's posterior spread, the sheen taken off, the cues used and, per cue,
+how much of it was seen (texels, 0..1), its reading, the largest exposure its
+ceiling allows and where the result left it against that ceiling (``skin``:
+the gain the manifold and priors alone give).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,13 +86,15 @@ import numpy as np
 from ..capture import Capture
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
+from ..head.model import HeadModel
 from ..stages import Stage, StageContext
 from .image_io import linear_to_srgb, push_pull_fill, read_image, srgb_to_linear, write_png16
 from .shading import fit_light
-from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, load_shading
+from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, UnwrapParams, load_shading
 from .uv import TexelGeometry, texel_geometry
 
 DELIT_CLASSIC_PNG = "textures/delit_classic.png"
+FRAMES_DIR = "frames/"              # the eyes and teeth are sampled again from the frames (unwrap samples skin only)
 # linear albedo of the parts that are not skin (their own materials carry them in Blender)
 FIXED_COLOURS = {"eye_left": (0.72, 0.70, 0.68), "eye_right": (0.72, 0.70, 0.68), "mouth_interior": (0.22, 0.05, 0.05),
                  "teeth": (0.75, 0.72, 0.62), "tongue": (0.50, 0.16, 0.16)}
@@ -52,6 +102,38 @@ FIXED_COLOURS = {"eye_left": (0.72, 0.70, 0.68), "eye_right": (0.72, 0.70, 0.68)
 # covers measured human skin from very light to very dark (ColorChecker skin patches, MERL/ISET skin reflectances)
 SKIN_LOCUS_CENTRE = (0.62, -0.33)
 SKIN_LOCUS_AXES = (0.30, 0.20)
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+
+# --- calibration priors (linear albedo; see calibrate_gains) ---------------------------------------------------
+# the skin manifold: ranges of the biophysical model's parameters (face averages), and the model's own error in
+# (log R/G, log B/G, log G): scattering, epidermal thickness and the mix of regions vary between faces
+SKIN_MELANIN = (0.0015, 0.25)         # epidermal melanin volume fraction, log-uniform
+SKIN_BLOOD = (0.006, 0.12)            # dermal blood volume fraction, log-normal around SKIN_BLOOD_TYPICAL
+SKIN_BLOOD_TYPICAL, SKIN_BLOOD_LOG_SD = 0.03, 0.5
+SKIN_PHEOMELANIN = (0.05, 0.7)        # pheomelanin's share of the melanin, uniform
+SKIN_OXYGENATION = (0.5, 0.9)         # blood oxygen saturation, uniform
+SKIN_MODEL_SIGMA = (0.05, 0.05, 0.20)
+# what a diffuse light model leaves in a delit face besides its albedo: the light the face and what is around it
+# bounce onto it (per unit albedo, relative to the direct light: lighter skin looks redder than its albedo) and the
+# sheen of skin's specular reflection (albedo units, the light's colour; equally likely levels)
+SKIN_BOUNCE = 0.5
+SKIN_SHEEN = (0.0, 0.01, 0.02, 0.03, 0.045)
+# what is left of the light's colour after the phone's own white balance: near neutral, mostly warm/cool
+BLACKBODY_DIRECTION = (0.6, -0.8)     # (log R/G, log B/G) of a warmer light (3500 K vs 6500 K: 0.63, -0.65)
+WHITE_BALANCE_SIGMA = (0.12, 0.06)    # along / across that direction
+EXPOSURE_SIGMA = 1.0                  # log: the phone's exposure is a weak prior only
+# brightest albedo luminance of a sclera (measured sclera ~0.5-0.7) and of teeth (enamel ~0.4-0.6): ceilings
+SCLERA_LUMINANCE_MAX = 0.70
+TEETH_LUMINANCE_MAX = 0.60
+SCLERA_SIGMA = 0.15                   # log softness of the ceilings when fully seen (grows as 1/sqrt(seen))
+TEETH_SIGMA = 0.25
+SCLERA_MIN_ANGLE_DEG = 38.0           # eyeball texels this far from the rest gaze axis are sclera (iris ~30 deg)
+SCLERA_FULL_TEXELS = 400              # cue texels seen (at a 512 reference texture) that count as fully seen
+TEETH_FULL_TEXELS = 400
+CUE_BAND = (85.0, 97.0)               # luminance percentiles of a cue's samples that are averaged (lit, no glints)
+CUE_MAX_VETO = 2.0                    # the ceilings lower the skin's own exposure estimate at most this much
+# the posterior grid over the calibrated face colour: (low, high, step) of log R/G, log B/G, log G
+CALIBRATION_GRID = ((-0.1, 1.3, 0.02), (-1.3, 0.3, 0.02), (-5.0, -0.3, 0.04))
 
 
 @dataclass(frozen=True)
@@ -59,7 +141,9 @@ class DelightParams:
     min_confidence: float = 0.3       # texels observed at least this well fit the light and keep their own colour
     min_shading: float = 0.15         # relative shading below this (deep shadow) is not divided out (too noisy)
     prior_length: float = 0.06        # fill fades into the skin-tone prior over this fraction of the texture
-    skin_locus: bool = True           # move a face colour outside human skin's range to the nearest skin colour
+    skin_locus: bool = True           # (without calibration) move a face colour outside skin's range to the nearest
+    calibrate: bool = True            # exposure and white balance from the skin manifold, the sclera and the teeth
+    calibration_frames: int = 24      # at most this many frames are sampled again for the eyes and teeth
 
 
 def _region(geometry: TexelGeometry, *names: str) -> Any:
@@ -112,6 +196,277 @@ def skin_locus_gain(mean_rgb: np.ndarray) -> np.ndarray:
     return gain * (luminance @ np.array([r, g, b])) / (luminance @ (np.array([r, g, b]) * gain))   # brightness kept
 
 
+def _log_chroma(rgb: Any) -> np.ndarray:
+    """(..., 3) linear RGB -> (..., 3) calibration coordinates: log R/G, log B/G, log G."""
+    rgb = np.maximum(np.asarray(rgb, np.float64), 1e-6)
+    return np.stack([np.log(rgb[..., 0] / rgb[..., 1]), np.log(rgb[..., 2] / rgb[..., 1]), np.log(rgb[..., 1])], -1)
+
+
+def _gains_rgb(log_gain: Any) -> np.ndarray:
+    """(3,) log gains in calibration coordinates -> (3,) per-channel RGB gains."""
+    x, y, z = (float(v) for v in log_gain)
+    return np.exp(np.array([x + z, z, y + z]))
+
+
+def _grid_axes() -> list[np.ndarray]:
+    return [low + step * np.arange(int(round((high - low) / step)) + 1) for low, high, step in CALIBRATION_GRID]
+
+
+_SKIN_DENSITY: dict[str, np.ndarray] = {}
+
+
+def skin_log_density() -> np.ndarray:
+    """(S, X, Y, Z) log probability of a delit face's median colour over ``SKIN_SHEEN`` x ``CALIBRATION_GRID``.
+
+    The skin manifold: points of the biophysical skin model (``core/synth/albedo.py``) over melanin (log-uniform),
+    blood (log-normal), pheomelanin share and oxygenation (uniform), plus each sheen level (the specular
+    reflection a diffuse light model leaves in, the same in every channel), histogrammed and blurred by
+    ``SKIN_MODEL_SIGMA``. Cached.
+    """
+    if "density" in _SKIN_DENSITY:
+        return _SKIN_DENSITY["density"]
+    import torch
+
+    from ..synth.albedo import skin_reflectance_rgb
+
+    axes = _grid_axes()
+    shape = tuple(len(a) for a in axes)
+    melanin = np.geomspace(*SKIN_MELANIN, 48)
+    blood = np.geomspace(*SKIN_BLOOD, 32)
+    blood_weight = np.exp(-0.5 * (np.log(blood / SKIN_BLOOD_TYPICAL) / SKIN_BLOOD_LOG_SD) ** 2)
+    albedos = [skin_reflectance_rgb(melanin[:, None], blood[None, :], pheomelanin, oxygenation)
+               for pheomelanin in np.linspace(*SKIN_PHEOMELANIN, 6) for oxygenation in np.linspace(*SKIN_OXYGENATION, 3)]
+    histogram = np.zeros((len(SKIN_SHEEN),) + shape, np.float64)
+    for level, sheen in enumerate(SKIN_SHEEN):
+        for albedo in albedos:
+            point = _log_chroma(albedo * (1.0 + SKIN_BOUNCE * albedo) + sheen)
+            index = tuple(np.clip(np.rint((point[..., k] - CALIBRATION_GRID[k][0]) / CALIBRATION_GRID[k][2]).astype(int),
+                                  0, shape[k] - 1).ravel() for k in range(3))
+            np.add.at(histogram[level], index, np.broadcast_to(blood_weight[None, :], point.shape[:2]).ravel())
+    density = torch.as_tensor(histogram, dtype=torch.float32)[:, None]
+    for k, sigma in enumerate(SKIN_MODEL_SIGMA):                       # separable Gaussian blur, one axis at a time
+        scale = sigma / CALIBRATION_GRID[k][2]
+        radius = int(3 * scale) + 1
+        kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / scale) ** 2)
+        size = [1, 1, 1]
+        size[k] = 2 * radius + 1
+        padding = [0, 0, 0]
+        padding[k] = radius
+        density = torch.nn.functional.conv3d(density, (kernel / kernel.sum()).reshape(1, 1, *size), padding=padding)
+    density = density[:, 0].numpy().astype(np.float64)
+    _SKIN_DENSITY["density"] = np.log(np.maximum(density / density.sum(), 1e-12)).astype(np.float32)
+    return _SKIN_DENSITY["density"]
+
+
+CUE_CEILINGS = {"sclera": (SCLERA_LUMINANCE_MAX, SCLERA_SIGMA), "teeth": (TEETH_LUMINANCE_MAX, TEETH_SIGMA)}
+
+
+class _Posterior:
+    """The calibration posterior for one face colour: skin manifold and priors once, cues added per ``solve``."""
+
+    def __init__(self, face_rgb: Any) -> None:
+        self.face_rgb = np.maximum(np.asarray(face_rgb, np.float64), 1e-6)
+        face = _log_chroma(self.face_rgb)
+        grids = np.meshgrid(*_grid_axes(), indexing="ij")
+        self.gain = [grids[k] - face[k] for k in range(3)]               # log gains in calibration coordinates
+        direction = np.asarray(BLACKBODY_DIRECTION, np.float64) / np.linalg.norm(BLACKBODY_DIRECTION)
+        along = self.gain[0] * direction[0] + self.gain[1] * direction[1]
+        across = -self.gain[0] * direction[1] + self.gain[1] * direction[0]
+        self.base = skin_log_density().astype(np.float64) - 0.5 * (
+            (along / WHITE_BALANCE_SIGMA[0]) ** 2 + (across / WHITE_BALANCE_SIGMA[1]) ** 2 + (self.gain[2] / EXPOSURE_SIGMA) ** 2)
+        self.skin_gain, self.skin_sd, self.skin_sheen = self._moments(self.base)
+
+    def _moments(self, log_post: np.ndarray) -> tuple[np.ndarray, float, float]:
+        weight = np.exp(log_post - log_post.max())
+        weight /= weight.sum()
+        sheen = float(weight.sum(axis=(1, 2, 3)) @ np.asarray(SKIN_SHEEN))
+        weight = weight.sum(0)
+        mean = np.array([(weight * g).sum() for g in self.gain])
+        return mean, float(np.sqrt(max((weight * (self.gain[2] - mean[2]) ** 2).sum(), 0.0))), sheen
+
+    def solve(self, cues: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        total = self.base
+        summary: dict[str, Any] = {}
+        for name, cue in (cues or {}).items():
+            seen = float(np.clip(cue.get("seen", 0.0), 0.0, 1.0))
+            entry: dict[str, Any] = {"used": False, "seen": round(seen, 3)}
+            summary[name] = entry
+            if name not in CUE_CEILINGS or cue.get("rgb") is None or seen < 0.05 or not np.all(np.asarray(cue["rgb"]) > 0):
+                continue
+            ceiling, sigma = CUE_CEILINGS[name]
+            reading = np.asarray(cue["rgb"], np.float64)
+            # the reading's luminance after the gains may not exceed the cue's albedo (soft, one-sided)
+            calibrated = np.log(LUMINANCE[0] * reading[0] * np.exp(self.gain[0] + self.gain[2]) + LUMINANCE[1] * reading[1]
+                                * np.exp(self.gain[2]) + LUMINANCE[2] * reading[2] * np.exp(self.gain[1] + self.gain[2]))
+            excess = np.maximum(calibrated - np.log(ceiling), 0.0) / (sigma / np.sqrt(seen))
+            total = total - 0.5 * excess ** 2
+            entry.update(used=True, reading=[round(float(v), 4) for v in reading],
+                         max_exposure=round(float(ceiling / (LUMINANCE @ reading)), 4))
+        mean, sd, sheen = self._moments(total)
+        # no cue may overrule the skin by more than CUE_MAX_VETO in exposure (a wet, glossy eye reads too bright)
+        mean[2] = max(mean[2], self.skin_gain[2] - np.log(CUE_MAX_VETO))
+        rgb_gain = _gains_rgb(mean)
+        exposure = float(LUMINANCE @ (self.face_rgb * rgb_gain) / (LUMINANCE @ self.face_rgb))
+        for name, entry in summary.items():
+            if entry["used"]:                         # the cue after the gains, against its ceiling (> 1: it pushed)
+                entry["against_ceiling"] = round(float(LUMINANCE @ (np.asarray(cues[name]["rgb"]) * rgb_gain))
+                                                 / CUE_CEILINGS[name][0], 4)
+        summary["skin"] = {"used": True, "seen": 1.0, "gain": [round(float(v), 4) for v in _gains_rgb(self.skin_gain)],
+                           "exposure_sd": round(self.skin_sd, 4), "sheen": round(self.skin_sheen, 4)}
+        return {"gain": rgb_gain, "exposure": exposure, "white_balance": rgb_gain / exposure, "exposure_sd": sd,
+                "sheen": sheen, "cues": summary}
+
+
+def calibrate_gains(face_rgb: Any, cues: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per-channel gains that make a delit face's median colour ``face_rgb`` (3,) a skin's appearance, from priors.
+
+    cues: name ("sclera", "teeth") -> {"rgb": (3,) the cue's bright reading on the same scale as ``face_rgb``,
+    "seen": 0..1 how much of it was seen}; a cue seen less than 5% is left out, and its ceiling softens as
+    ``1/sqrt(seen)``. Returns ``gain`` (3,), its ``exposure`` (luminance ratio) and ``white_balance`` (gain /
+    exposure) parts, ``exposure_sd`` (the posterior's spread of log exposure), ``sheen`` (albedo units, to take
+    off with ``appearance_to_albedo``) and per cue whether it was used, its reading, the largest exposure its
+    ceiling allows and where the result left it against that ceiling; ``skin`` holds what the manifold and the
+    priors alone give. The posterior is evaluated on ``CALIBRATION_GRID``; see the module docstring.
+    """
+    return _Posterior(face_rgb).solve(cues)
+
+
+def appearance_to_albedo(calibrated: Any, sheen: float, bounce: float = SKIN_BOUNCE) -> np.ndarray:
+    """Albedo from a calibrated delit colour: the sheen taken off, then the bounced light (the manifold's model).
+
+    ``calibrated = albedo * (1 + bounce * albedo) + sheen`` per channel, inverted; a texel darker than the sheen
+    keeps a quarter of its value (hair and shadow are not skin), so the mapping stays increasing.
+    """
+    calibrated = np.asarray(calibrated, np.float64)
+    diffuse = np.maximum(calibrated - sheen, 0.25 * np.maximum(calibrated, 0.0))
+    if bounce <= 0:
+        return diffuse.astype(np.float32)
+    return ((np.sqrt(1.0 + 4.0 * bounce * diffuse) - 1.0) / (2.0 * bounce)).astype(np.float32)
+
+
+def _weighted_median(values: Any, weights: Any) -> np.ndarray:
+    """(n, C) values, (n,) weights -> (C,) per-channel weighted median."""
+    values = np.asarray(values, np.float64)
+    weights = np.asarray(weights, np.float64)
+    out = np.zeros(values.shape[1])
+    for c in range(values.shape[1]):
+        order = np.argsort(values[:, c])
+        cumulative = np.cumsum(weights[order])
+        out[c] = values[order[min(int(np.searchsorted(cumulative, cumulative[-1] / 2)), len(order) - 1)], c]
+    return out
+
+
+def _cue_view(sampler: Any, index: int, height: int, width: int, wanted: Any) -> dict[str, Any]:
+    """``_FrameSampler.prepare``'s depth and outline maps, and ``cue``: the pixels inside the image of the triangles
+    ``wanted`` (eyeballs, teeth) where they are the nearest surface, one pixel in from their edge."""
+    import cv2
+    import torch
+
+    from .raster import rasterize
+    from .unwrap import VIEW_HEAD_PX
+
+    screen = sampler.screen[index]
+    extent = float(screen[:, 1].max() - screen[:, 1].min())
+    scale = min(1.0, VIEW_HEAD_PX / max(extent, 1.0))
+    size = (max(1, int(np.ceil(height * scale))), max(1, int(np.ceil(width * scale))))
+    raster = rasterize(torch.cat([screen[:, :2] * scale, screen[:, 2:]], 1), sampler.faces, *size)
+    outline = cv2.distanceTransform(raster.mask.numpy().astype(np.uint8), cv2.DIST_L2, 5) / scale
+    cue = (raster.face_index >= 0) & wanted[raster.face_index.clamp_min(0)]
+    cue = cv2.erode(cue.numpy().astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return {"depth": raster.depth.numpy().astype(np.float32), "outline": outline.astype(np.float32), "scale": scale,
+            "cue": cue}
+
+
+def observe_cues(capture: Capture, model: HeadModel, fit: dict[str, np.ndarray], shading: dict[str, np.ndarray],
+                 low: TexelGeometry, light: dict[str, Any], mean_irradiance: Any, params: DelightParams
+                 ) -> dict[str, dict[str, Any]]:
+    """The sclera and the teeth as the frames show them (unwrap samples skin only), on the delit texture's scale.
+
+    Up to ``params.calibration_frames`` frames are sampled at the reference texels of the eyeballs (away from the
+    iris) and the teeth with unwrap's sampler (viewing angle, outline and opening weights), keeping only samples
+    whose pixel shows the eyeball or tooth itself (``_cue_view``), divided by unwrap's frame gains and by the light
+    the fitted model gives the surrounding skin there (relative to the face's mean). Per cue: ``samples`` (n, 3)
+    those albedo estimates, ``weight`` (n,), ``texels`` (how many texels were seen) and ``seen`` (0..1, against a
+    fully seen cue).
+    """
+    import torch
+
+    from .unwrap import _frame_files, _FrameSampler, _linear, _read_frame
+
+    names = {"sclera": ("eye_left", "eye_right"), "teeth": ("teeth",)}
+    faces = torch.as_tensor(np.asarray(model.faces, np.int64))
+    wanted = torch.zeros(len(faces), dtype=torch.bool)
+    for parts in names.values():
+        for part in parts:
+            if part in model.regions:
+                wanted |= torch.as_tensor(np.asarray(model.regions[part], bool))[faces].sum(1) >= 2
+    if not bool(wanted.any()):
+        return {}
+    with torch.no_grad():
+        rest = model.vertices(torch.as_tensor(np.asarray(fit["shape"], np.float32)[None, : model.num_shape]))[0]
+    texel_position = low.interpolate(rest)
+    masks = {"sclera": torch.zeros(low.count, dtype=torch.bool), "teeth": _region(low, "teeth")}
+    for part in names["sclera"]:
+        if part in low.regions and part in model.regions:
+            centre = rest[torch.as_tensor(np.asarray(model.regions[part], bool))].mean(0)
+            direction = torch.nn.functional.normalize(texel_position - centre, dim=1)
+            angle = torch.rad2deg(torch.arccos(direction[:, 2].clamp(-1, 1)))          # from the rest gaze (+z)
+            masks["sclera"] |= low.regions[part] & (angle > SCLERA_MIN_ANGLE_DEG)
+    # the light there: the fitted light through the transfer of the skin around (the texture's, filled in)
+    transfer_image = push_pull_fill(light["transfer_image"], shading["weight"] > 0)
+    relative = (low.sample_image(transfer_image) @ light["light"]) / torch.as_tensor(mean_irradiance).clamp_min(1e-6)
+
+    files, sharp_weight = _frame_files(capture.root, fit)
+    chosen = np.unique(np.rint(np.linspace(0, len(files) - 1, min(len(files), max(params.calibration_frames, 1)))).astype(int))
+    sampler = _FrameSampler(model, fit, UnwrapParams())
+    geometry = replace(low, skin_triangles=wanted)
+    frame_gains = torch.as_tensor(np.asarray(shading["frame_gains"], np.float32))
+    texels, colours, weights = [], [], []
+    for i in chosen:
+        frame = _linear(_read_frame(files[i]))
+        view = _cue_view(sampler, int(i), frame.shape[0], frame.shape[1], wanted)
+        rows, colour, weight = sampler.sample(int(i), frame, view, geometry)
+        # unwrap's depth test allows millimetres of slack, but lids lie on the eyeball: keep only samples whose
+        # pixel shows the eyeball or the teeth themselves, a pixel in from the edge
+        screen = geometry.interpolate(sampler.screen[int(i)][:, :2], rows) * view["scale"]
+        column = screen[:, 0].floor().long().clamp(0, view["cue"].shape[1] - 1)
+        row = screen[:, 1].floor().long().clamp(0, view["cue"].shape[0] - 1)
+        keep = torch.as_tensor(view["cue"])[row, column]
+        texels.append(rows[keep])
+        colours.append(colour[keep] / frame_gains[i])
+        weights.append(weight[keep] * float(sharp_weight[i]))
+    texel, colour, weight = torch.cat(texels), torch.cat(colours), torch.cat(weights)
+    light_there = relative[texel]
+    full = {"sclera": SCLERA_FULL_TEXELS, "teeth": TEETH_FULL_TEXELS}
+    out: dict[str, dict[str, Any]] = {}
+    for name, mask in masks.items():
+        good = mask[texel] & (weight > 0.05) & (light_there.min(1).values > 0.2) & (colour.min(1).values > 1e-4)
+        count = int(torch.unique(texel[good]).numel())
+        out[name] = {"texels": count, "seen": min(1.0, count / (full[name] * (low.size / 512) ** 2)) if count >= 10 else 0.0,
+                     "samples": (colour[good] / light_there[good]).numpy().astype(np.float64),
+                     "weight": weight[good].numpy().astype(np.float64)}
+    return out
+
+
+def cue_readings(observations: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each cue's robust bright reading: the weighted mean of its samples in the ``CUE_BAND`` of their luminance.
+
+    Lids, lashes, the iris, shadow and blur only darken what is seen of a sclera or a tooth, so a high band of
+    its samples is the best reading -- and still at most its albedo (the top few percent, glints, are left out).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, seen in observations.items():
+        entry: dict[str, Any] = {"rgb": None, "seen": seen["seen"], "texels": seen["texels"]}
+        if seen["texels"] >= 10 and len(seen["samples"]) >= 10:
+            luminance = seen["samples"] @ LUMINANCE
+            low_cut, high_cut = np.percentile(luminance, CUE_BAND)
+            band = (luminance >= low_cut) & (luminance <= high_cut)
+            weights = seen["weight"][band]
+            entry["rgb"] = (seen["samples"][band] * weights[:, None]).sum(0) / max(weights.sum(), 1e-9)
+        out[name] = entry
+    return out
+
+
 def delight_capture(capture: Capture, params: DelightParams, progress: Any, output: Any) -> dict[str, Any]:
     import torch
 
@@ -142,11 +497,28 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     trust = confidence * ((relative.min(1).values - params.min_shading) / (2 * params.min_shading)).clamp(0, 1)
     trust = torch.where(high.skin, trust, torch.zeros_like(trust))
 
-    progress.update(0.4, "balancing the skin colour", force=True)
+    progress.update(0.3, "calibrating exposure and white balance", force=True)
     mean_face = ((albedo[face] * trust[face, None]).sum(0) / trust[face].sum().clamp_min(1e-6)).numpy()
-    gain = skin_locus_gain(mean_face) if params.skin_locus else np.ones(3)
+    calibration = None
+    locus_gain = np.ones(3)
+    if params.calibrate:
+        inner = face & _region(high, "face") & (trust > 0)
+        inner = inner if int(inner.sum()) >= 100 else face & (trust > 0)
+        median_face = _weighted_median(albedo[inner].numpy(), trust[inner].numpy())
+        cues = cue_readings(observe_cues(capture, model, fit, shading, low, light, mean_irradiance, params))
+        calibration = calibrate_gains(median_face, cues)
+        calibration["cues"] = {name: {**summary, **({"texels": cues[name]["texels"]} if name in cues else {})}
+                               for name, summary in calibration["cues"].items()}
+        gain = calibration["gain"]
+    else:
+        locus_gain = skin_locus_gain(mean_face) if params.skin_locus else np.ones(3)
+        gain = locus_gain
     albedo = albedo * torch.as_tensor(gain, dtype=albedo.dtype)
-    skin_tone = torch.as_tensor(mean_face * gain, dtype=torch.float32)
+    skin_tone = mean_face * gain
+    if calibration is not None:
+        albedo = torch.as_tensor(appearance_to_albedo(albedo.numpy(), calibration["sheen"]), dtype=albedo.dtype)
+        skin_tone = appearance_to_albedo(skin_tone, calibration["sheen"])
+    skin_tone = torch.as_tensor(np.clip(skin_tone, 0.0, 1.0), dtype=torch.float32)
 
     progress.update(0.5, "completing from the mirror side", force=True)
     mirror = high.mirror
@@ -178,14 +550,25 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     image = push_pull_fill(high.image(result.clamp(0, 1)).numpy(), high.mask().numpy())
     write_png16(output, linear_to_srgb(np.clip(image, 0, 1)))
     skin = high.skin
-    return {
+    metrics: dict[str, Any] = {
         "light_model": light["model"], "light_residuals": light["residuals"],
-        "skin_locus_gain": [round(float(v), 4) for v in gain],
+        "skin_locus_gain": [round(float(v), 4) for v in locus_gain],
         "skin_tone_srgb": [round(float(v), 4) for v in linear_to_srgb(skin_tone.numpy())],
         "own_fraction": round(float((trust[skin] > 0.5).float().mean()), 4),
         "mirrored_fraction": round(float(((trust[skin] <= 0.5) & (borrowed[skin] > 0.5)).float().mean()), 4),
         "filled_fraction": round(float((known[skin] < 0.5).float().mean()), 4),
     }
+    if calibration is not None:
+        metrics["calibration"] = {
+            "gain": [round(float(v), 4) for v in calibration["gain"]],
+            "exposure": round(float(calibration["exposure"]), 4),
+            "white_balance": [round(float(v), 4) for v in calibration["white_balance"]],
+            "exposure_sd": round(float(calibration["exposure_sd"]), 4),
+            "sheen": round(float(calibration["sheen"]), 4), "bounce": SKIN_BOUNCE,
+            "cues_used": sorted(name for name, cue in calibration["cues"].items() if cue.get("used")),
+            "cues": calibration["cues"],
+        }
+    return metrics
 
 
 def _distance_to_known(known: np.ndarray) -> np.ndarray:
@@ -196,17 +579,17 @@ def _distance_to_known(known: np.ndarray) -> np.ndarray:
 
 
 def run_delight_classic(ctx: StageContext) -> None:
-    for name in (PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ):
+    for name in (PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR):
         ctx.input(name)
     ctx.metrics.update(delight_capture(ctx.capture, ctx.params, ctx.progress, ctx.output(DELIT_CLASSIC_PNG)))
 
 
 DELIGHT_CLASSIC_STAGE = Stage(
     name="delight_classic",
-    version=1,
+    version=2,
     run=run_delight_classic,
     outputs=(DELIT_CLASSIC_PNG,),
-    inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ),
+    inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR),
     params_type=DelightParams,
-    description="divide the capture's light out of the texture and fill what was not seen (no network)",
+    description="divide the capture's light out of the texture, calibrate exposure and white balance, fill what was not seen (no network)",
 )
