@@ -46,7 +46,6 @@ def texture_plan(method: str, until: str | None, params: dict[str, Any], progres
                  weights_dir: str | os.PathLike | None = None, device: str = "auto") -> str | None:
     """The last stage to run for texture ``method``; puts the gmug params into ``params`` when GMug will run."""
     from .errors import InputError
-    from .gmug.weights import WeightsError
 
     if method not in TEXTURE_METHODS:
         raise InputError(f"unknown texture method {method!r}; choose one of {', '.join(TEXTURE_METHODS)}")
@@ -54,6 +53,7 @@ def texture_plan(method: str, until: str | None, params: dict[str, Any], progres
     wants_gmug = until is None or names.index(until) >= names.index(GMUG_STAGE.name)
     if not wants_gmug:
         return until
+    from .gmug.weights import WeightsError      # imports torch: only when GMug may run
     if method != "classic" and "gmug" not in params:
         try:
             params["gmug"] = gmug_params(weights_dir, device)

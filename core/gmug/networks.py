@@ -283,6 +283,17 @@ class ResidualDown(nn.Module):
         return (self.skip(x) + self.conv1(self.conv0(x))) / SQRT2
 
 
+def downsampling_trunk(config: GMugConfig, in_channels: int) -> tuple[EqualConv2d, nn.ModuleDict]:
+    """fromRGB at full resolution and residual blocks ``b<res>`` halving it down to 4x4 (shared by E and D)."""
+    res = config.resolution
+    fromrgb = EqualConv2d(in_channels, config.width(res), kernel_size=1)
+    blocks = nn.ModuleDict()
+    while res > 4:
+        blocks[f"b{res}"] = ResidualDown(config.width(res), config.width(res // 2))
+        res //= 2
+    return fromrgb, blocks
+
+
 class Encoder(nn.Module):
     """Normalised phone texture + coverage -> W+, coarse styles from the 4x4 features, finer ones from 8x8 and 16x16.
 
@@ -293,12 +304,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         hidden = config.encoder_hidden
-        res = config.resolution
-        self.fromrgb = EqualConv2d(config.encoder_in_channels, config.width(res), kernel_size=1)
-        self.blocks = nn.ModuleDict()
-        while res > 4:
-            self.blocks[f"b{res}"] = ResidualDown(config.width(res), config.width(res // 2))
-            res //= 2
+        self.fromrgb, self.blocks = downsampling_trunk(config, config.encoder_in_channels)
         # which feature map each synthesis block's styles come from: 4x4 for b4/b8, 8x8 for b16/b32, 16x16 above
         self.sources = {r: 4 if r <= 8 else 8 if r <= 32 else 16 for r in config.resolutions}
         self.heads = nn.ModuleDict()
@@ -330,12 +336,7 @@ class Discriminator(nn.Module):
     def __init__(self, config: GMugConfig, mbstd_group: int = 4):
         super().__init__()
         self.config = config
-        res = config.resolution
-        self.fromrgb = EqualConv2d(config.image_channels, config.width(res), kernel_size=1)
-        self.blocks = nn.ModuleDict()
-        while res > 4:
-            self.blocks[f"b{res}"] = ResidualDown(config.width(res), config.width(res // 2))
-            res //= 2
+        self.fromrgb, self.blocks = downsampling_trunk(config, config.image_channels)
         width = config.width(4)
         self.mbstd_group = mbstd_group
         self.conv = EqualConv2d(width + 1, width)
