@@ -52,7 +52,9 @@ The network-free baseline (and the fallback when no GMug weights are present):
      the softer the fewer texels were seen (a cue seen on under 5% of a full
      view is left out); and since a wet, glossy eye or tooth in real video
      can read above its albedo, no ceiling lowers the skin's own exposure
-     estimate by more than ``CUE_MAX_VETO``.
+     estimate by more than ``CUE_MAX_VETO``. A reading far more saturated
+     than a near-neutral sclera or tooth under the residual light colour
+     (``CUE_MAX_LOG_CHROMA``) has skin or lid pixels in it and is left out.
 
    The gains are applied to the delit texture, then the sheen and the
    bounced light are taken off. With calibration off, the older skin-locus
@@ -132,6 +134,8 @@ SCLERA_FULL_TEXELS = 400              # cue texels seen (at a 512 reference text
 TEETH_FULL_TEXELS = 400
 CUE_BAND = (85.0, 97.0)               # luminance percentiles of a cue's samples that are averaged (lit, no glints)
 CUE_MAX_VETO = 2.0                    # the ceilings lower the skin's own exposure estimate at most this much
+CUE_MAX_LOG_CHROMA = 0.45             # |log R/G|, |log B/G| of a near-neutral cue's reading beyond this: skin or lid
+                                      # pixels got in (the residual light colour alone stays well inside, sigma ~0.12)
 # the posterior grid over the calibrated face colour: (low, high, step) of log R/G, log B/G, log G
 CALIBRATION_GRID = ((-0.1, 1.3, 0.02), (-1.3, 0.3, 0.02), (-5.0, -0.3, 0.04))
 
@@ -295,6 +299,10 @@ class _Posterior:
                 continue
             ceiling, sigma = CUE_CEILINGS[name]
             reading = np.asarray(cue["rgb"], np.float64)
+            chroma = np.abs(np.log(reading[[0, 2]] / reading[1]))
+            if chroma.max() > CUE_MAX_LOG_CHROMA:
+                entry.update(reading=[round(float(v), 4) for v in reading], rejected="too saturated for sclera or teeth")
+                continue
             # the reading's luminance after the gains may not exceed the cue's albedo (soft, one-sided)
             calibrated = np.log(LUMINANCE[0] * reading[0] * np.exp(self.gain[0] + self.gain[2]) + LUMINANCE[1] * reading[1]
                                 * np.exp(self.gain[2]) + LUMINANCE[2] * reading[2] * np.exp(self.gain[1] + self.gain[2]))
@@ -586,7 +594,7 @@ def run_delight_classic(ctx: StageContext) -> None:
 
 DELIGHT_CLASSIC_STAGE = Stage(
     name="delight_classic",
-    version=2,
+    version=3,
     run=run_delight_classic,
     outputs=(DELIT_CLASSIC_PNG,),
     inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR),
