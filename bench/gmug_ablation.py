@@ -113,7 +113,7 @@ def fine_tune(name, changes, phone_checkpoint, corpus, minutes, base: TrainConfi
     config = replace(base, **changes)
     trainer = Trainer(config, corpus, WORK / name.replace(" ", "_"), "cpu")
     load_checkpoint(phone_checkpoint, {"encoder": trainer.encoder, "phone": trainer.phone}, {})
-    trainer._start_studio()
+    trainer.start_studio()
     started = time.monotonic()
     while time.monotonic() - started < minutes * 60:
         trainer.studio_step()

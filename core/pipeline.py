@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .capture import Capture, describe_source
-from .errors import CaptureError
+from .errors import CaptureError, InputError
 from .fit import FIT_STAGE
 from .frames import FRAMES_STAGE
 from .gmug.stage import GMUG_STAGE, GMugParams
@@ -33,20 +33,21 @@ TEXTURE_METHODS = ("auto", "gmug", "classic")
 
 def gmug_params(weights_dir: str | os.PathLike | None = None, device: str = "auto") -> GMugParams:
     """Params of the gmug stage with the shipped (or ``weights_dir``'s) weights; WeightsError if they are unusable."""
-    from .gmug.weights import DEFAULT_NAME, load_gmug
+    from .device import resolve_device
+    from .gmug.weights import load_gmug_cached, require_weights_file
     from .hashing import path_sha256
-    from .paths import weights_dir as default_weights_dir
+    from .paths import GMUG_WEIGHTS_NAME, weights_dir as default_weights_dir
 
-    path = (Path(weights_dir or default_weights_dir()) / DEFAULT_NAME).resolve()
-    load_gmug(path)
-    return GMugParams(weights=str(path), weights_sha256=path_sha256(path), device=device)
+    path = (Path(weights_dir or default_weights_dir()) / GMUG_WEIGHTS_NAME).resolve()
+    require_weights_file(path)
+    sha256 = path_sha256(path)
+    load_gmug_cached(str(path), sha256, resolve_device(device))     # checked now; the stage reuses what was loaded
+    return GMugParams(weights=str(path), weights_sha256=sha256, device=device)
 
 
 def texture_plan(method: str, until: str | None, params: dict[str, Any], progress: Progress,
                  weights_dir: str | os.PathLike | None = None, device: str = "auto") -> str | None:
     """The last stage to run for texture ``method``; puts the gmug params into ``params`` when GMug will run."""
-    from .errors import InputError
-
     if method not in TEXTURE_METHODS:
         raise InputError(f"unknown texture method {method!r}; choose one of {', '.join(TEXTURE_METHODS)}")
     names = RECONSTRUCTION.names()

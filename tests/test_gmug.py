@@ -100,7 +100,7 @@ def tiny_train_config(**changes):
 def test_fine_tuning_g_studio_leaves_8x8_and_below_bitwise_unchanged(tmp_path):
     trainer = Trainer(tiny_train_config(), TinyCorpus(32), tmp_path, "cpu")
     trainer.phone_step()
-    trainer._start_studio()
+    trainer.start_studio()
     before = {k: v.clone() for k, v in trainer.studio.state_dict().items()}
     encoder_before = {k: v.clone() for k, v in trainer.encoder.state_dict().items()}
     for _ in range(3):
@@ -278,7 +278,7 @@ def test_train_config_round_trips_through_json():
 
 def test_export_ships_g_studio_at_its_best_held_out_step(tmp_path):
     trainer = Trainer(tiny_train_config(), TinyCorpus(32), tmp_path, "cpu")
-    trainer._start_studio()
+    trainer.start_studio()
     trainer.keep_if_best(trainer.validate())
     best = {k: v.clone() for k, v in trainer.studio.state_dict().items()}
     for parameter in trainer.studio.synthesis.blocks["b32"].torgb.parameters():

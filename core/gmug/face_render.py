@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .inputs import linear_to_srgb_torch, srgb_to_linear_torch
 from .networks import assert_shape
 
 CHIP_PX = 150           # dlib's face chip size
@@ -52,14 +53,6 @@ class FaceRenderer:
         mask = self.mask.repeat(n, 1, 1, 1)
         image = sampled * shading * mask + BACKGROUND_LINEAR * (1 - mask)
         return linear_to_srgb_torch(image.clamp(0, 1))
-
-
-def srgb_to_linear_torch(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4)
-
-
-def linear_to_srgb_torch(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
 
 
 @lru_cache(maxsize=1)

@@ -32,7 +32,6 @@ class UVMasks:
 
     islands: np.ndarray     # float32 1 inside the UV islands (where an albedo means something)
     face: np.ndarray        # bool: the face region (where the exposure is metered)
-    skin: np.ndarray        # bool: skin texels
 
 
 @lru_cache(maxsize=8)
@@ -43,8 +42,7 @@ def uv_masks(resolution: int) -> UVMasks:
 
     geometry = texel_geometry(get_open_head(with_landmarks=False), resolution)
     face = geometry.image(geometry.regions["face"]).numpy().astype(bool)
-    skin = geometry.image(geometry.skin).numpy().astype(bool)
-    return UVMasks(geometry.mask().numpy().astype(np.float32), face, skin)
+    return UVMasks(geometry.mask().numpy().astype(np.float32), face)
 
 
 def downsample_observed(phone_linear: np.ndarray, coverage: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +64,6 @@ def normalise_batch(linear: "torch.Tensor", coverage: "torch.Tensor") -> tuple["
     """Linear phone textures (N, 3, R, R) and coverages (N, 1, R, R) -> GMug inputs (N, 4, R, R), observed masks
     (N, 1, R, R) and the exposure gains (N,) that put each observed face's median luminance at FACE_LEVEL."""
     import torch
-
-    from .face_render import linear_to_srgb_torch
 
     resolution = linear.shape[-1]
     masks = uv_masks(resolution)
@@ -95,9 +91,17 @@ def network_input(phone_srgb: np.ndarray, coverage: np.ndarray, resolution: int)
     return x, seen, float(gain[0])
 
 
-def srgb_to_network(image_srgb: np.ndarray) -> np.ndarray:
-    """(R, R, 3) sRGB 0..1 -> (3, R, R) -1..1."""
-    return (np.clip(image_srgb, 0, 1) * 2 - 1).transpose(2, 0, 1).astype(np.float32)
+def srgb_to_linear_torch(x: "torch.Tensor") -> "torch.Tensor":
+    """The sRGB transfer function on tensors (differentiable; image_io's is for numpy)."""
+    import torch
+
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4)
+
+
+def linear_to_srgb_torch(x: "torch.Tensor") -> "torch.Tensor":
+    import torch
+
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
 
 
 def network_to_srgb(image: np.ndarray) -> np.ndarray:

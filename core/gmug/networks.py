@@ -244,9 +244,6 @@ class Generator(nn.Module):
         return self.synthesis(self.mapping(z, truncation), noise)
 
 
-FROZEN_PREFIXES_8 = ("mapping.", "synthesis.blocks.b4.", "synthesis.blocks.b8.")
-
-
 def frozen_prefixes(freeze_res: int) -> tuple[str, ...]:
     """Parameter-name prefixes of a Generator at resolutions <= ``freeze_res`` (and the mapping network)."""
     res, prefixes = 4, ["mapping."]

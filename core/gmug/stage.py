@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +53,10 @@ class GMugParams:
     invert_steps: int = 40             # Adam steps of the W+ inversion after the encoder
 
 
-@lru_cache(maxsize=2)
-def _models(path: str, sha256: str, device: str):
-    from .weights import load_gmug
-
-    return load_gmug(path, device)
-
-
 def run_gmug(ctx: StageContext) -> None:
     from ..device import resolve_device
     from .invert import InversionParams, gmug_albedo
+    from .weights import load_gmug_cached
 
     params: GMugParams = ctx.params
     if fit_model_files(ctx.capture)[0]:
@@ -75,7 +68,7 @@ def run_gmug(ctx: StageContext) -> None:
         raise StageError("no GMug weights were given to the gmug stage; use --texture-method classic")
     device = resolve_device(params.device)
     started = time.monotonic()
-    models = _models(str(Path(params.weights).resolve()), params.weights_sha256, device)
+    models = load_gmug_cached(str(Path(params.weights).resolve()), params.weights_sha256, device)
     phone_srgb = read_image(ctx.input(PHONE_PNG))
     coverage = read_image(ctx.input(COVERAGE_PNG))
     if coverage.ndim == 3:

@@ -46,7 +46,7 @@ from ..progress import StageProgress
 from . import losses as L
 from .inputs import downsample_observed, normalise_batch, uv_masks
 from .networks import Discriminator, Encoder, Generator, GMugConfig, fine_tune_parameters
-from .weights import load_checkpoint, save_checkpoint, save_gmug
+from .weights import checkpoint_state, load_checkpoint, save_checkpoint, save_gmug
 
 CHECKPOINT = "checkpoint.safetensors"
 PHONE_CHECKPOINT = "checkpoint_phone.safetensors"   # the run at the end of the G_phone warm start (ablations start here)
@@ -163,7 +163,7 @@ class Trainer:
         self.opt_studio: torch.optim.Optimizer | None = None
         self.opt_disc = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=(0.0, 0.99))
         self.state: dict[str, Any] = {"phase": "phone", "step": 0, "phase_step": 0, "elapsed_s": 0.0, "images": 0,
-                                      "phone_elapsed_s": 0.0, "config": asdict(config)}
+                                      "config": asdict(config)}
         self._faces = None
 
     # -- checkpoints
@@ -183,16 +183,12 @@ class Trainer:
         path = self.work / CHECKPOINT
         if not path.is_file():
             return False
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            phase = json.loads((handle.metadata() or {}).get("state", "{}")).get("phase")
-        if phase == "studio":
-            self._start_studio(copy_weights=False)
+        if checkpoint_state(path).get("phase") == "studio":
+            self.start_studio(copy_weights=False)
         self.state = load_checkpoint(path, self.modules(), self.optimizers())
         return True
 
-    def _start_studio(self, copy_weights: bool = True) -> None:
+    def start_studio(self, copy_weights: bool = True) -> None:
         if copy_weights:
             self.studio.load_state_dict(self.phone.state_dict())
         self.encoder.requires_grad_(False)
@@ -391,7 +387,7 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
                 break
             if trainer.state["phase"] == "phone" and elapsed >= phone_budget_s:
                 save_checkpoint(work / PHONE_CHECKPOINT, trainer.modules(), trainer.optimizers(), trainer.state)
-                trainer._start_studio()
+                trainer.start_studio()
             step_logs = trainer.phone_step() if trainer.state["phase"] == "phone" else trainer.studio_step()
             trainer.state["step"] += 1
             trainer.state["phase_step"] += 1
@@ -416,7 +412,7 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
                                 f"{trainer.state['phase']} step {trainer.state['step']} ({elapsed / budget_s:.0%} of the run) "
                                 f"loss {loss:.4f}")
     if trainer.state["phase"] == "phone":
-        trainer._start_studio()
+        trainer.start_studio()
     return trainer.export(out)
 
 
@@ -425,14 +421,11 @@ def export_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Pat
     work = Path(work_dir)
     if not (work / CHECKPOINT).is_file():
         raise InputError(f"{work} holds no training checkpoint ({CHECKPOINT}) to export")
-    from safetensors import safe_open
-
-    with safe_open(str(work / CHECKPOINT), framework="pt") as handle:
-        saved = json.loads((handle.metadata() or {}).get("state", "{}"))["config"]
+    saved = checkpoint_state(work / CHECKPOINT)["config"]
     config = TrainConfig(**{**saved, "channels": {int(k): v for k, v in saved["channels"].items()}})
     trainer = Trainer(config, Corpus(corpus_dir, config.resolution, config.held_out_identities), work, resolve_device(device))
     trainer.resume()
     if trainer.state["phase"] == "phone":
-        trainer._start_studio()
+        trainer.start_studio()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return trainer.export(Path(out_dir))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,10 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import StudioAvatarError
-from ..paths import GMUG_WEIGHTS_NAME
 from .networks import Encoder, GMugConfig, SynthesisNetwork, frozen_prefixes
 
 FORMAT = "studio-avatar-gmug"
 FORMAT_VERSION = 1
-DEFAULT_NAME = GMUG_WEIGHTS_NAME
 
 
 class WeightsError(StudioAvatarError):
@@ -67,9 +66,7 @@ def load_gmug(path: str | os.PathLike, device: str = "cpu") -> GMugModels:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"GMug weights not found at {path}; reinstall the add-on or point --weights-dir at a folder "
-                           f"with {path.name}")
+    require_weights_file(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -92,6 +89,19 @@ def load_gmug(path: str | os.PathLike, device: str = "cpu") -> GMugModels:
     studio_state.update({k[len("studio."):]: v for k, v in tensors.items() if k.startswith("studio.")})
     _load_part(studio, {f"studio.{k}": v for k, v in studio_state.items()}, "studio.", path)
     return GMugModels(config, encoder, phone, studio, freeze_res, info).to(device)
+
+
+def require_weights_file(path: Path) -> None:
+    if not path.is_file():
+        raise WeightsError(f"GMug weights not found at {path}; reinstall the add-on or point --weights-dir at a folder "
+                           f"with {path.name}")
+
+
+@lru_cache(maxsize=2)
+def load_gmug_cached(path: str, sha256: str, device: str) -> GMugModels:
+    """:func:`load_gmug` once per process for a file (``sha256`` keys its content) and device: the pipeline checks
+    the weights before it runs, the stage then uses the same loaded models."""
+    return load_gmug(path, device)
 
 
 def _load_part(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, path: Path) -> None:
@@ -125,6 +135,14 @@ def save_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
                   metadata={"state": json.dumps(state)})
+
+
+def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON ``state`` a checkpoint was saved with, without loading its tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads((handle.metadata() or {}).get("state", "{}"))
 
 
 def load_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module],

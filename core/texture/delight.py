@@ -92,7 +92,7 @@ from ..head.model import HeadModel
 from ..stages import Stage, StageContext
 from .image_io import linear_to_srgb, push_pull_fill, read_image, srgb_to_linear, write_png16
 from .shading import fit_light
-from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, UnwrapParams, load_shading
+from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, UnwrapParams, load_shading, weighted_median
 from .uv import TexelGeometry, texel_geometry
 
 DELIT_CLASSIC_PNG = "textures/delit_classic.png"
@@ -299,8 +299,7 @@ class _Posterior:
                 continue
             ceiling, sigma = CUE_CEILINGS[name]
             reading = np.asarray(cue["rgb"], np.float64)
-            chroma = np.abs(np.log(reading[[0, 2]] / reading[1]))
-            if chroma.max() > CUE_MAX_LOG_CHROMA:
+            if np.abs(_log_chroma(reading)[:2]).max() > CUE_MAX_LOG_CHROMA:
                 entry.update(reading=[round(float(v), 4) for v in reading], rejected="too saturated for sclera or teeth")
                 continue
             # the reading's luminance after the gains may not exceed the cue's albedo (soft, one-sided)
@@ -352,20 +351,8 @@ def appearance_to_albedo(calibrated: Any, sheen: float, bounce: float = SKIN_BOU
     return ((np.sqrt(1.0 + 4.0 * bounce * diffuse) - 1.0) / (2.0 * bounce)).astype(np.float32)
 
 
-def _weighted_median(values: Any, weights: Any) -> np.ndarray:
-    """(n, C) values, (n,) weights -> (C,) per-channel weighted median."""
-    values = np.asarray(values, np.float64)
-    weights = np.asarray(weights, np.float64)
-    out = np.zeros(values.shape[1])
-    for c in range(values.shape[1]):
-        order = np.argsort(values[:, c])
-        cumulative = np.cumsum(weights[order])
-        out[c] = values[order[min(int(np.searchsorted(cumulative, cumulative[-1] / 2)), len(order) - 1)], c]
-    return out
-
-
 def _cue_view(sampler: Any, index: int, height: int, width: int, wanted: Any) -> dict[str, Any]:
-    """``_FrameSampler.prepare``'s depth and outline maps, and ``cue``: the pixels inside the image of the triangles
+    """``FrameSampler.prepare``'s depth and outline maps, and ``cue``: the pixels inside the image of the triangles
     ``wanted`` (eyeballs, teeth) where they are the nearest surface, one pixel in from their edge."""
     import cv2
     import torch
@@ -399,7 +386,7 @@ def observe_cues(capture: Capture, model: HeadModel, fit: dict[str, np.ndarray],
     """
     import torch
 
-    from .unwrap import _frame_files, _FrameSampler, _linear, _read_frame
+    from .unwrap import FrameSampler, bgr8_to_linear, frame_files, read_frame
 
     names = {"sclera": ("eye_left", "eye_right"), "teeth": ("teeth",)}
     faces = torch.as_tensor(np.asarray(model.faces, np.int64))
@@ -424,14 +411,14 @@ def observe_cues(capture: Capture, model: HeadModel, fit: dict[str, np.ndarray],
     transfer_image = push_pull_fill(light["transfer_image"], shading["weight"] > 0)
     relative = (low.sample_image(transfer_image) @ light["light"]) / torch.as_tensor(mean_irradiance).clamp_min(1e-6)
 
-    files, sharp_weight = _frame_files(capture.root, fit)
+    files, sharp_weight = frame_files(capture.root, fit)
     chosen = np.unique(np.rint(np.linspace(0, len(files) - 1, min(len(files), max(params.calibration_frames, 1)))).astype(int))
-    sampler = _FrameSampler(model, fit, UnwrapParams())
+    sampler = FrameSampler(model, fit, UnwrapParams())
     geometry = replace(low, skin_triangles=wanted)
     frame_gains = torch.as_tensor(np.asarray(shading["frame_gains"], np.float32))
     texels, colours, weights = [], [], []
     for i in chosen:
-        frame = _linear(_read_frame(files[i]))
+        frame = bgr8_to_linear(read_frame(files[i]))
         view = _cue_view(sampler, int(i), frame.shape[0], frame.shape[1], wanted)
         rows, colour, weight = sampler.sample(int(i), frame, view, geometry)
         # unwrap's depth test allows millimetres of slack, but lids lie on the eyeball: keep only samples whose
@@ -512,7 +499,7 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     if params.calibrate:
         inner = face & _region(high, "face") & (trust > 0)
         inner = inner if int(inner.sum()) >= 100 else face & (trust > 0)
-        median_face = _weighted_median(albedo[inner].numpy(), trust[inner].numpy())
+        median_face = weighted_median(albedo[inner][:, None].double(), trust[inner][:, None].double())[0].numpy()
         cues = cue_readings(observe_cues(capture, model, fit, shading, low, light, mean_irradiance, params))
         calibration = calibrate_gains(median_face, cues)
         calibration["cues"] = {name: {**summary, **({"texels": cues[name]["texels"]} if name in cues else {})}

@@ -67,7 +67,7 @@ class UnwrapParams:
     outlier_scale: float = 0.12       # relative colour difference to the reference at which a sample counts half
 
 
-class _FrameSampler:
+class FrameSampler:
     """Per frame: the posed head's screen geometry, and samples plus weights for any set of texels."""
 
     def __init__(self, model: HeadModel, fit: dict[str, np.ndarray], params: UnwrapParams) -> None:
@@ -174,7 +174,7 @@ def _opening_band(model: HeadModel, fit: dict[str, np.ndarray], band_mm: float) 
     return out
 
 
-def _frame_files(capture_root: Any, fit: dict[str, np.ndarray]) -> tuple[list[Any], np.ndarray]:
+def frame_files(capture_root: Any, fit: dict[str, np.ndarray]) -> tuple[list[Any], np.ndarray]:
     listing = json.loads((capture_root / FRAMES_JSON).read_text())
     entries = listing["frames"]
     files, sharpness = [], []
@@ -187,7 +187,7 @@ def _frame_files(capture_root: Any, fit: dict[str, np.ndarray]) -> tuple[list[An
     return files, weights.astype(np.float32)
 
 
-def _read_frame(path: Any) -> np.ndarray:
+def read_frame(path: Any) -> np.ndarray:
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -196,11 +196,11 @@ def _read_frame(path: Any) -> np.ndarray:
     return image
 
 
-def _linear(image_bgr8: np.ndarray) -> np.ndarray:
+def bgr8_to_linear(image_bgr8: np.ndarray) -> np.ndarray:
     return SRGB8_TO_LINEAR[image_bgr8[..., ::-1]]
 
 
-def _weighted_median(values: Any, weights: Any) -> Any:
+def weighted_median(values: Any, weights: Any) -> Any:
     """(F, M, C) values and (F, M) weights -> (M, C) weighted median over F (per channel)."""
     import torch
 
@@ -224,7 +224,7 @@ def _solve_gains(samples: Any, weights: Any, iterations: int = 3, stride: int = 
     part, part_weights = samples[:, ::stride], weights[:, ::stride]
     gains = torch.ones(frames, 3)
     for _ in range(iterations):
-        reference = _weighted_median(part / gains[:, None, :], part_weights)
+        reference = weighted_median(part / gains[:, None, :], part_weights)
         good = (part_weights > 0.2)[..., None] & (reference[None] > 0.01) & (part > 0.005)
         ratio = torch.where(good, torch.log(part.clamp_min(1e-4) / reference[None].clamp_min(1e-4)), torch.nan)
         estimate = torch.nanmedian(ratio.transpose(1, 2).reshape(frames * 3, -1), dim=1).values.reshape(frames, 3)
@@ -232,7 +232,7 @@ def _solve_gains(samples: Any, weights: Any, iterations: int = 3, stride: int = 
         frame_weight = part_weights.sum(1, keepdim=True)
         estimate = estimate - (estimate * frame_weight).sum(0) / frame_weight.sum().clamp_min(1e-9)  # geometric mean 1
         gains = torch.exp(estimate)
-    return gains, _weighted_median(samples / gains[:, None, :], weights)
+    return gains, weighted_median(samples / gains[:, None, :], weights)
 
 
 def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, outputs: dict[str, Any]) -> dict[str, Any]:
@@ -246,9 +246,9 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
         raise CaptureError(f"{capture.root}: fit.npz has no frames; re-run the reconstruction")
     progress.update(0.0, "loading the head model", force=True)
     model = load_fitted_model(capture, fit)
-    files, sharp_weight = _frame_files(capture.root, fit)
+    files, sharp_weight = frame_files(capture.root, fit)
     count = len(files)
-    sampler = _FrameSampler(model, fit, params)
+    sampler = FrameSampler(model, fit, params)
     high, low = texel_geometry(model, params.texture_size), texel_geometry(model, params.reference_size)
 
     # the fitted identity at rest: normals (the normal map) and self-shadowed light transfer
@@ -274,10 +274,10 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
     views: list[dict[str, Any]] = []
     pass1 = progress.sub(0.05, 0.45)
     for i, path in enumerate(files):
-        image = _read_frame(path)
+        image = read_frame(path)
         keep_frames = keep_frames and image.nbytes * count < 2e9
         frames_cache[i] = image if keep_frames else None
-        frame = _linear(image)
+        frame = bgr8_to_linear(image)
         views.append(sampler.prepare(i, *frame.shape[:2]))
         rows, colour, weight = sampler.sample(i, frame, views[i], low)
         weight = weight * float(sharp_weight[i])
@@ -301,7 +301,7 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
     observed_sum = torch.zeros(high.count)
     pass2 = progress.sub(0.45, 0.92)
     for i, path in enumerate(files):
-        frame = _linear(frames_cache[i] if frames_cache[i] is not None else _read_frame(path))
+        frame = bgr8_to_linear(frames_cache[i] if frames_cache[i] is not None else read_frame(path))
         frames_cache[i] = None
         rows, colour, weight = sampler.sample(i, frame, views[i], high)
         weight = weight * float(sharp_weight[i])
