@@ -48,7 +48,7 @@ class StudioAvatarStageRow(bpy.types.PropertyGroup):
                          default="pending")
     duration_s: FloatProperty(name="Duration", description="Seconds the stage's last run took; negative when unknown",
                               default=-1.0)
-    error: StringProperty(name="Error", description="Why the stage's last run failed")
+    error: StringProperty(name="Error", description="Why the stage's last run failed, or why it is stale")
     warnings: IntProperty(name="Warnings", description="Number of warnings the stage's last run recorded")
 
 

@@ -91,7 +91,7 @@ STAGE_STATUS_ITEMS = (
     ("pending", "Pending", "Not run yet"),
     ("running", "Running", "Being worked on"),
     ("done", "Done", "Finished and up to date"),
-    ("stale", "Stale", "Its outputs changed since it finished: run it again"),
+    ("stale", "Stale", "Its inputs or outputs changed since it finished (new video, an earlier stage rerun): run it again"),
     ("failed", "Failed", "The last run failed"),
     ("cancelled", "Cancelled", "The last run was cancelled"),
     ("interrupted", "Interrupted", "The run stopped without finishing (crash or killed)"),

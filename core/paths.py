@@ -1,10 +1,15 @@
-"""Default locations: the user cache and the model weights. Nothing here creates files outside what the user chose."""
+"""Default locations (the user cache, the model weights) and the check of output paths the user gives.
+
+Nothing here creates files outside what the user chose.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+
+from .errors import InputError
 
 
 def default_cache_dir() -> Path:
@@ -29,3 +34,17 @@ def weights_dir() -> Path:
     (the add-on's "Weights Folder" preference, the CLI's --weights-dir), else the weights shipped in weights/."""
     override = os.environ.get("STUDIO_AVATAR_WEIGHTS")
     return Path(override).expanduser() if override else SHIPPED_WEIGHTS_DIR
+
+
+def check_output_path(path: str | os.PathLike, option: str = "-o") -> Path:
+    """``path`` made absolute, after checking that it can be written: its nearest existing ancestor must be a
+    writable folder (missing folders below it are created later). InputError in one line naming ``option``."""
+    target = Path(path).expanduser().absolute()
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option} {target}: {ancestor} is not a folder, so nothing can be written below it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {target}: the folder {ancestor} is not writable")
+    return target

@@ -94,6 +94,8 @@ def reconstruct(
     that would mix two people's data. ``replace_source`` says the user wants it
     re-pointed; its stages then rerun because their input hash changes.
     """
+    for name in ([until] if until else []) + list(force):     # every name checked before any folder is made
+        RECONSTRUCTION.get(name)
     params = dict(params or {})
     until = texture_plan(texture_method, until, params, progress, weights_dir, device)
     capture, source = open_or_create_capture(video, capture_dir)

@@ -36,10 +36,14 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = "cancelled by the user"
+        self.exit_code = Cancelled.exit_code
 
-    def cancel(self, reason: str | None = None) -> None:
+    def cancel(self, reason: str | None = None, exit_code: int | None = None) -> None:
+        """Cancel at the next check; ``exit_code``: what the process exits with (128 + signal number for a signal)."""
         if reason:
             self.reason = reason
+        if exit_code is not None:
+            self.exit_code = exit_code
         self._event.set()
 
     @property
@@ -48,7 +52,9 @@ class CancelToken:
 
     def check(self) -> None:
         if self._event.is_set():
-            raise Cancelled(f"Run {self.reason}; completed stages are kept, run the same command again to resume.")
+            cancelled = Cancelled(f"Run {self.reason}; completed stages are kept, run the same command again to resume.")
+            cancelled.exit_code = self.exit_code
+            raise cancelled
 
 
 class ProgressSink(Protocol):

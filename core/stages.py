@@ -6,6 +6,11 @@ earlier stages wrote), its outputs and a params dataclass. The runner
 * computes a key from the stage's name, version, params and input hashes and
   skips the stage when the last run with that key is complete and its outputs
   are intact (unchanged hash);
+* owns the one notion of *current* (:func:`stage_states`): a stage is current
+  only if it finished, its outputs are intact, its recorded key matches the
+  key its inputs would give now, and every stage that wrote those inputs is
+  current too. Everything that reads a capture asks :func:`require_current`
+  before it uses a stage's outputs;
 * gives the stage a private staging folder to write into, and only after the
   stage returns moves each output into the capture with ``os.replace``. A
   crash, kill or cancel mid-stage leaves the previous complete outputs in
@@ -29,12 +34,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .atomic import atomic_write_json
 from .capture import Capture, library_versions, stat_signature, utc_now
-from .errors import Cancelled, StageError, StudioAvatarError
+from .errors import Cancelled, CaptureError, StageError, StudioAvatarError
 from .hashing import json_sha256, path_sha256
 from .progress import Progress, StageProgress
 
 SOURCE = "source"
 REPORT_NAME = "report.json"
+TRASH_NAME = ".trash"          # files found in a stage's output folders that it did not write are moved here
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,18 @@ class Stage:
     params_type: type = NoParams               # frozen dataclass of the stage's parameters
     description: str = ""                      # one line, shown in --help and the add-on
     report_section: str = ""                   # key of the stage's metrics in report.json ("": the stage's name)
+
+
+@dataclass(frozen=True)
+class StageState:
+    """Where a recorded stage stands now (see :func:`stage_states`)."""
+
+    status: str          # done (current), stale, running, interrupted, failed, cancelled or pending
+    reason: str = ""     # why it is not current
+    rerun_from: str = ""  # the earliest stage of the chain that must run again ("" when current)
+
+
+CURRENT = StageState("done")
 
 
 @dataclass
@@ -147,38 +165,151 @@ class Pipeline:
         return outcomes
 
     def write_report(self, capture: Capture) -> dict[str, Any]:
-        """Write ``report.json``: each finished stage's metrics under its name, plus timings and warnings."""
+        """Write ``report.json``: every stage that ran, with its state (done, stale, failed, cancelled...), timing,
+        warnings and error; the metrics of the current ones under their names."""
         report: dict[str, Any] = {"capture": str(capture.root), "stages": {}}
+        states = stage_states(capture)
         for stage in self.stages:
-            record = capture.stage_record(stage.name) or {}
-            if record.get("status") != "done":
+            record = capture.stage_record(stage.name)
+            if record is None:
                 continue
-            report["stages"][stage.name] = {"duration_s": record.get("duration_s"), "warnings": record.get("warnings", [])}
-            if record.get("metrics"):
+            state = states[stage.name]
+            report["stages"][stage.name] = {"status": state.status, "duration_s": record.get("duration_s"),
+                                            "warnings": record.get("warnings", [])}
+            if state.status != "done":
+                report["stages"][stage.name]["reason"] = state.reason
+            elif record.get("metrics"):
                 report[stage.report_section or stage.name] = record["metrics"]
         atomic_write_json(capture.root / REPORT_NAME, report)
         return report
 
     def status(self, capture: Capture) -> list[dict[str, Any]]:
-        """Per stage: pending, running, done, stale (outputs changed since), failed, cancelled or interrupted."""
-        someone_running = capture.is_locked()
+        """Per stage: pending, running, done (current), stale, failed, cancelled or interrupted, and why."""
+        states = stage_states(capture)
         rows = []
         for stage in self.stages:
             record = capture.stage_record(stage.name) or {}
-            state = record.get("status", "pending")
-            if state == "done" and not _outputs_intact(capture, record):
-                state = "stale"
-            elif state == "running" and not someone_running:
-                state = "interrupted"
+            state = states.get(stage.name, StageState("pending"))
             rows.append({
                 "stage": stage.name,
-                "status": state,
+                "status": state.status,
+                "reason": state.reason,
+                "rerun_from": state.rerun_from,
                 "finished": record.get("finished"),
                 "duration_s": record.get("duration_s"),
                 "warnings": record.get("warnings", []),
                 "error": record.get("error"),
             })
         return rows
+
+
+def stage_key(name: str, version: int, params: dict[str, Any], inputs: dict[str, str]) -> str:
+    """The key a run of stage ``name`` with these params and input hashes records."""
+    return json_sha256({"stage": name, "version": version, "params": params, "inputs": inputs})
+
+
+def producers(capture: Capture) -> dict[str, str]:
+    """Capture-relative output name -> the stage whose record lists it."""
+    return {output: name for name, record in capture.manifest["stages"].items() for output in record.get("outputs", {})}
+
+
+def stage_states(capture: Capture) -> dict[str, StageState]:
+    """The state of every stage recorded in ``capture.json``, from the manifest and the files alone.
+
+    A finished stage is ``done`` (current) only if its outputs are intact, the
+    key its recorded params give with its inputs' hashes *now* equals its
+    recorded key, and the stages that wrote those inputs are current;
+    otherwise it is ``stale``, with the reason and the first stage to rerun.
+    """
+    records = capture.manifest["stages"]
+    writers = producers(capture)
+    locked = capture.is_locked()
+    states: dict[str, StageState] = {}
+
+    def state_of(name: str) -> StageState:
+        if name not in states:
+            states[name] = _state(capture, name, records[name], writers, locked, state_of)
+        return states[name]
+
+    for name in records:
+        state_of(name)
+    return states
+
+
+def _state(capture: Capture, name: str, record: dict[str, Any], writers: dict[str, str], locked: bool,
+           state_of: Callable[[str], StageState]) -> StageState:
+    status = record.get("status", "pending")
+    if status == "running":
+        return StageState("running" if locked else "interrupted", "it did not finish", name)
+    if status != "done":
+        return StageState(status, record.get("error") or f"it was {status}", name)
+    if "key" not in record:
+        return StageState("stale", "it has no record of its inputs", name)
+    if not _outputs_intact(capture, record):
+        return StageState("stale", "its outputs were changed or removed since it ran", name)
+    current = {}
+    for relative, recorded in record.get("inputs", {}).items():
+        if relative == SOURCE:
+            current[relative] = capture.source.get("sha256", "")
+            if current[relative] != recorded:
+                return StageState("stale", "the source video changed since it ran", name)
+            continue
+        output = relative.rstrip("/")
+        writer = writers.get(output)
+        if writer is not None and writer != name:
+            upstream = state_of(writer)
+            if upstream.status != "done":
+                return StageState("stale", f"stage {writer}, which wrote its input {relative}, is {upstream.status}",
+                                  upstream.rerun_from or writer)
+        path = capture.path(output)
+        if not path.exists():
+            return StageState("stale", f"its input {relative} is missing", writer or name)
+        current[relative] = _current_hash(capture, output, path)
+        if current[relative] != recorded:
+            return StageState("stale", f"its input {relative} changed since it ran", name)
+    if stage_key(name, record.get("version", 0), record.get("params", {}), current) != record["key"]:
+        return StageState("stale", "its inputs no longer give its recorded key", name)
+    return CURRENT
+
+
+def require_current(capture: Capture, relatives: Iterable[str], purpose: str) -> None:
+    """Refuse, naming the stage to rerun, unless each of ``relatives`` was written by a current stage."""
+    from . import TOOL_NAME
+
+    writers = producers(capture)
+    states = stage_states(capture)
+    rerun = f"`{TOOL_NAME} reconstruct {capture.source.get('path', 'VIDEO')} -o {capture.root}`"
+    for relative in relatives:
+        writer = writers.get(relative.rstrip("/"))
+        if writer is None:
+            raise CaptureError(f"{capture.root}: {relative} was not written by any stage of this capture, so {purpose} "
+                               f"cannot trust it; rerun {rerun}")
+        state = states[writer]
+        if state.status != "done":
+            raise CaptureError(f"{capture.root}: {relative} is out of date (stage {writer} is {state.status}: "
+                               f"{state.reason}), so {purpose} refuses it; rerun from stage {state.rerun_from}: {rerun}")
+
+
+def is_current(capture: Capture, relative: str) -> bool:
+    """True if ``relative`` was written by a stage that is current."""
+    writer = producers(capture).get(relative.rstrip("/"))
+    return writer is not None and stage_states(capture)[writer].status == "done"
+
+
+def adopt_outputs(capture: Capture, name: str, outputs: Sequence[str], inputs: Sequence[str] = (),
+                  params: dict[str, Any] | None = None, version: int = 1) -> None:
+    """Record files written outside the runner (synthetic captures) as stage ``name``'s current outputs."""
+    params = params or {}
+    hashes = {relative: (capture.source["sha256"] if relative == SOURCE else
+                         _current_hash(capture, relative.rstrip("/"), capture.path(relative.rstrip("/"))))
+              for relative in inputs}
+    entries = {}
+    for relative in outputs:
+        path = capture.path(relative.rstrip("/"))
+        entries[relative.rstrip("/")] = {"sha256": path_sha256(path), "signature": stat_signature(path)}
+    capture.set_stage_record(name, {"status": "done", "key": stage_key(name, version, params, hashes), "version": version,
+                                    "params": params, "inputs": hashes, "outputs": entries, "finished": utc_now(),
+                                    "warnings": []})
 
 
 def _input_hashes(capture: Capture, stage: Stage) -> dict[str, str]:
@@ -190,11 +321,11 @@ def _input_hashes(capture: Capture, stage: Stage) -> dict[str, str]:
         path = capture.path(name)
         if not path.exists():
             raise StageError(f"stage {stage.name} needs {name}, which is missing; run the earlier stages first")
-        hashes[name] = _recorded_or_fresh_hash(capture, name, path)
+        hashes[name] = _current_hash(capture, name.rstrip("/"), path)
     return hashes
 
 
-def _recorded_or_fresh_hash(capture: Capture, relative: str, path: Path) -> str:
+def _current_hash(capture: Capture, relative: str, path: Path) -> str:
     """An earlier stage recorded this output's hash; trust it while size and mtime are unchanged."""
     for record in capture.manifest["stages"].values():
         entry = record.get("outputs", {}).get(relative)
@@ -220,8 +351,33 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _commit_outputs(capture: Capture, stage: Stage, staging: Path) -> dict[str, dict[str, str]]:
-    """Move staged outputs into the capture, each with one atomic rename, and describe them."""
+def _files_in_signature(signature: str) -> set[str]:
+    """The relative file names a folder's stat_signature lists (``dir:REL:SIZE:MTIME|...``)."""
+    if not signature.startswith("dir:"):
+        return set()
+    return {part.rsplit(":", 2)[0] for part in signature[len("dir:"):].split("|") if part}
+
+
+def _keep_unknown_files(capture: Capture, ctx: StageContext, name: str, dest: Path, previous: dict[str, Any]) -> None:
+    """Move files in the output folder ``dest`` that no earlier run of the stage wrote to CAP/.trash/, with a warning."""
+    ours = _files_in_signature(previous.get(name, {}).get("signature", ""))
+    unknown = [path for path in sorted(dest.rglob("*")) if path.is_file() and path.relative_to(dest).as_posix() not in ours]
+    if not unknown:
+        return
+    trash = capture.root / TRASH_NAME / f"{ctx.stage.name}-{utc_now().replace(':', '')}" / name
+    for path in unknown:
+        target = trash / path.relative_to(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shown = ", ".join(path.relative_to(dest).as_posix() for path in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+    ctx.warn(f"{len(unknown)} file(s) in {name}/ that the stage did not write ({shown}) were moved to "
+             f"{trash.relative_to(capture.root)}/ before its outputs were replaced")
+
+
+def _commit_outputs(capture: Capture, ctx: StageContext, previous: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Move staged outputs into the capture, each with one atomic rename, and describe them; unknown files in
+    output folders are kept (moved to CAP/.trash/), never deleted."""
+    stage, staging = ctx.stage, ctx.staging
     committed = {}
     for relative in stage.outputs:
         name = relative.rstrip("/")
@@ -231,6 +387,8 @@ def _commit_outputs(capture: Capture, stage: Stage, staging: Path) -> dict[str, 
         entry = {"sha256": path_sha256(staged)}
         dest = capture.path(name)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if staged.is_dir() and dest.is_dir():
+            _keep_unknown_files(capture, ctx, name, dest, previous)
         if staged.is_dir() and dest.exists():
             # a folder cannot be renamed over a non-empty one: swap the old one out first
             trash = staging.parent / f"{stage.name}.old"
@@ -251,12 +409,13 @@ def run_stage(capture: Capture, stage: Stage, params: Any, progress: Progress, f
         raise TypeError(f"stage {stage.name} takes {stage.params_type.__name__}, not {type(params).__name__}")
     params_dict = params_to_dict(params)
     inputs = _input_hashes(capture, stage)
-    key = json_sha256({"stage": stage.name, "version": stage.version, "params": params_dict, "inputs": inputs})
+    key = stage_key(stage.name, stage.version, params_dict, inputs)
     previous = capture.stage_record(stage.name)
     if not force and previous and previous.get("status") == "done" and previous.get("key") == key and _outputs_intact(capture, previous):
         progress.emit("stage", stage=stage.name, status="skipped", duration_s=0.0)
         return StageOutcome(stage.name, "skipped", warnings=list(previous.get("warnings", [])))
 
+    require_current(capture, [name for name in stage.inputs if name != SOURCE], f"stage {stage.name}")
     staging = capture.staging_root / stage.name
     _remove(staging)  # leftovers of a crashed or killed run
     staging.mkdir(parents=True)
@@ -292,7 +451,7 @@ def run_stage(capture: Capture, stage: Stage, params: Any, progress: Progress, f
         tracker.update(0.0, "starting", force=True)
         stage.run(ctx)
         tracker.update(1.0, "writing outputs", force=True)
-        record["outputs"] = _commit_outputs(capture, stage, staging)
+        record["outputs"] = _commit_outputs(capture, ctx, (previous or {}).get("outputs", {}))
     except Cancelled:
         finish("cancelled")
         raise

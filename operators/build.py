@@ -77,6 +77,8 @@ class STUDIO_AVATAR_OT_build_avatar(WorkerJobMixin, bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         place_and_select(context, scene, built)
+        for message in inputs.skipped:
+            self.report({"WARNING"}, message)
         self.report({"INFO"}, strings.MSG_AVATAR_BUILT.format(
             name=built["collection"].name, capture=os.path.basename(inputs.capture), albedo=inputs.albedo_kind))
         return {"FINISHED"}

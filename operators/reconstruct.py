@@ -71,7 +71,7 @@ def refresh_stage_rows(state) -> None:
         item.name = row["stage"]
         item.status = row["status"] if row["status"] in known else "pending"
         item.duration_s = -1.0 if row["duration_s"] is None else float(row["duration_s"])
-        item.error = row["error"] or ""
+        item.error = (row["reason"] if row["status"] == "stale" else row["error"]) or ""
         item.warnings = len(row["warnings"] or ())
 
 

@@ -119,7 +119,7 @@ def draw_chosen_frames(layout, capture_dir):
 
 
 def draw_stage_rows(layout, state, job):
-    """One row per reconstruction stage: status icon, duration (or status), re-run button; a failed stage's error."""
+    """One row per reconstruction stage: status icon, duration (or status), re-run button; why it failed or is stale."""
     box = layout.box()
     header = box.row()
     header.label(text=strings.STAGE_STATUS)
@@ -132,7 +132,7 @@ def draw_stage_rows(layout, state, job):
         button = row.row(align=True)
         button.enabled = not job.running
         button.operator(idnames.RERUN_STAGE, text="", icon="PLAY").stage = stage.name
-        if stage.status == "failed" and stage.error:
+        if stage.status in ("failed", "stale") and stage.error:
             draw_error(box, stage.error)
 
 

@@ -51,7 +51,7 @@ def add_avatar(model, folder, name="Anna"):
     cv2.imwrite(str(albedo), np.full((32, 32, 3), (120, 150, 200), np.uint8))
     inputs = AvatarInputs(capture=folder, shape=np.zeros(4, np.float32), flame_model="", flame_uv="",
                           model_source=model.source, model_fingerprint=str(model.metadata.get("fingerprint", "")),
-                          albedo=albedo, albedo_kind="gmug", data_maps={})
+                          fit_sha256="", albedo=albedo, albedo_kind="gmug", data_maps={})
     return build_avatar(model, inputs, name=name)
 
 

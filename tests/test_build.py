@@ -7,6 +7,7 @@ stages. Built files are checked by a fresh Blender in a subprocess
 """
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
@@ -24,11 +25,13 @@ from fresh_import import heavy_modules_after_import
 
 from studio_avatar.core.atomic import atomic_write_npz
 from studio_avatar.core.avatar_inputs import read_avatar_inputs
-from studio_avatar.core.blender.avatar import LIPS_ATTRIBUTE, build_avatar
+from studio_avatar.core.blender.avatar import LIPS_ATTRIBUTE, TEXTURES_MARKER, build_avatar
 from studio_avatar.core.blender.head import VERTEX_INDEX_ATTRIBUTE, shaped_vertices_m, to_blender
 from studio_avatar.core.capture import Capture
 from studio_avatar.core.errors import CaptureError
 from studio_avatar.core.fit import FitParams
+from studio_avatar.core.hashing import file_sha256
+from studio_avatar.core.stages import SOURCE, adopt_outputs
 
 HELPER = Path(__file__).resolve().parent / "helpers" / "avatar_blend.py"
 MODULE = "bl_ext.build_repo.studio_avatar"
@@ -66,11 +69,15 @@ def make_capture(root: Path, model, textures=("gmug", "delit_classic"), fingerpr
                      model_source=np.array(model.source),
                      model_fingerprint=np.array(model.metadata["fingerprint"] if fingerprint is None else fingerprint))
     if fit_done:
-        capture.set_stage_record("fit", {"status": "done", "params": dataclasses.asdict(FitParams())})
+        adopt_outputs(capture, "fit", ["fit.npz"], inputs=[SOURCE], params=dataclasses.asdict(FitParams()))
     colours = {"albedo": SKIN_SRGB, "gmug": SKIN_SRGB, "delit_classic": GREEN_SRGB}
-    for name in textures:
-        write_albedo(root / "textures" / f"{name}.png", colours[name], bits=16 if name == "gmug" else 8)
+    (root / "textures").mkdir()
     cv2.imwrite(str(root / "textures" / "coverage.png"), np.full((64, 64), 200, np.uint8))
+    adopt_outputs(capture, "unwrap", ["textures/coverage.png"], inputs=["fit.npz"] if fit_done else [])
+    for name in textures:   # each recorded as the stage that writes it would (enhance writes albedo.png)
+        write_albedo(root / "textures" / f"{name}.png", colours[name], bits=16 if name == "gmug" else 8)
+        stage = {"albedo": "enhance", "gmug": "gmug", "delit_classic": "delight_classic"}[name]
+        adopt_outputs(capture, stage, [f"textures/{name}.png"], inputs=["textures/coverage.png"])
     return root
 
 
@@ -115,6 +122,16 @@ def test_the_best_albedo_present_is_chosen(open_head, tmp_path, present, chosen)
     assert (inputs.flame_model, inputs.model_source) == ("", "open-head")
 
 
+def test_a_stale_albedo_is_passed_over_with_a_reason_and_refused_by_name(open_head, tmp_path):
+    capture = make_capture(tmp_path / "c", open_head, textures=("gmug", "delit_classic"))
+    write_albedo(capture / "textures" / "gmug.png", GREEN_SRGB)       # changed after its stage finished
+    inputs = read_avatar_inputs(capture)
+    assert inputs.albedo_kind == "delit_classic"
+    assert len(inputs.skipped) == 1 and "textures/gmug.png is out of date" in inputs.skipped[0]
+    with pytest.raises(CaptureError, match="gmug.png is out of date"):
+        read_avatar_inputs(capture, "gmug")
+
+
 def test_a_capture_without_a_finished_fit_is_refused(open_head, tmp_path):
     with pytest.raises(CaptureError, match="no finished fit; run `studio-avatar reconstruct"):
         read_avatar_inputs(make_capture(tmp_path / "c", open_head, fit_done=False))
@@ -133,13 +150,16 @@ def test_build_writes_a_blend_with_the_avatar_and_its_images_beside_it(built, tm
     assert "[build]" in built["stderr"]
     textures = blend.parent / "avatar_textures"
     assert sorted(p.name for p in blend.parent.iterdir()) == ["avatar.blend", "avatar_textures"]  # no temp file, no .blend1
-    assert sorted(p.name for p in textures.iterdir()) == ["coverage.png", "gmug.png"]
+    assert sorted(p.name for p in textures.iterdir()) == [TEXTURES_MARKER, "coverage.png", "gmug.png"]
     assert (textures / "gmug.png").read_bytes() == (built["capture"] / "textures" / "gmug.png").read_bytes()
+    written = json.loads((textures / TEXTURES_MARKER).read_text())["files"]     # what a later build may replace
+    assert written == {name: hashlib.sha256((textures / name).read_bytes()).hexdigest() for name in ("coverage.png", "gmug.png")}
 
     report = inspect_blend(blend, tmp_path)
     collection = report["collections"]["Studio Avatar"]
     assert collection["in_scene"] and collection["objects"] == ["Eye_L", "Eye_R", "Studio Avatar", "Studio Avatar Rig"]
-    assert collection["properties"] == {"studio_avatar_capture": str(built["capture"]), "studio_avatar_albedo": "gmug"}
+    assert collection["properties"] == {"studio_avatar_capture": str(built["capture"]), "studio_avatar_albedo": "gmug",
+                                        "studio_avatar_fit_sha256": file_sha256(built["capture"] / "fit.npz")}
 
     images = report["images"]
     assert images["Studio Avatar Albedo"] == {

@@ -19,11 +19,12 @@ import pytest
 import torch
 
 from studio_avatar.core import cli
+from studio_avatar.core.capture import Capture
 from studio_avatar.core.eval import metrics
 from studio_avatar.core.eval.evaluate import evaluate_capture, geometry_errors_mm, json_ready
 from studio_avatar.core.head.open_head import get_open_head
 from studio_avatar.core.progress import Progress
-from studio_avatar.core.stages import run_stage
+from studio_avatar.core.stages import adopt_outputs, run_stage
 from studio_avatar.core.synth import ground_truth as gtf
 from studio_avatar.core.synth.head_clip import HeadClipSpec
 from studio_avatar.core.synth.textured_capture import Light, smooth_albedo, write_textured_capture
@@ -78,11 +79,11 @@ def world(tmp_path_factory, head):
     capture, truth = write_textured_capture(root / "capture", head, albedo, WARM_KEY, SPEC)
     run_stage(capture, UNWRAP_STAGE, UnwrapParams(texture_size=SIZE, reference_size=SIZE), Progress())
     run_stage(capture, DELIGHT_CLASSIC_STAGE, DelightParams(), Progress())
-    gt = write_ground_truth(root / "synth" / gtf.GT_DIR, head, truth, albedo, WARM_KEY)
+    gt = write_ground_truth(root / "synth" / gtf.GT_DIR, head, truth, albedo, WARM_KEY, capture.source["sha256"])
     return capture.root, gt
 
 
-def write_ground_truth(folder, head, truth, albedo, light):
+def write_ground_truth(folder, head, truth, albedo, light, video_sha256):
     """The files of ``core/synth/ground_truth.py``; the shading is the light on the neutral, frontal head."""
     folder.mkdir(parents=True)
     np.savez(folder / gtf.TRUTH_NPZ, **truth)
@@ -92,7 +93,8 @@ def write_ground_truth(folder, head, truth, albedo, light):
         normals = torch.nn.functional.normalize(geometry.interpolate(vertex_normals(head.vertices()[0], head.faces)), dim=1)
         write_exr(folder / gtf.SHADING_EXR, geometry.image(light.shading(normals)).numpy())
     write_png16(folder / gtf.STUDIO_PNG, np.zeros((8, 8, 3)))
-    (folder / gtf.SCENE_JSON).write_text(json.dumps({"seed": SPEC.seed, "light": {"ambient": light.ambient, "key": light.key}}))
+    (folder / gtf.SCENE_JSON).write_text(json.dumps({"seed": SPEC.seed, "light": {"ambient": light.ambient, "key": light.key},
+                                                     "video_sha256": video_sha256}))
     return folder
 
 
@@ -101,6 +103,8 @@ def capture_with_delit(tmp_path, world, albedo_srgb):
     root = tmp_path / "capture"
     shutil.copytree(world[0], root)
     write_png16(root / "textures" / "delit_classic.png", albedo_srgb)
+    # recorded as the delight stage's own output, so that eval takes it as current
+    adopt_outputs(Capture.open(root), "delight_classic", ["textures/delit_classic.png"], inputs=["textures/coverage.png"])
     return root
 
 
@@ -233,3 +237,27 @@ def test_reconstructed_textures_are_measured_and_the_cli_prints_json(world, caps
 
     assert cli.main(["--progress", "none", "eval", str(capture), "--gt", str(gt), "--methods", "gmug"]) != 0
     assert "gmug" in capsys.readouterr().err
+
+
+def test_ground_truth_of_another_video_is_scored_with_force_and_a_warning(world, tmp_path, capsys):
+    """(The refusal without --force, for real synth videos, is in test_bad_inputs.py.)"""
+    capture, gt = world
+    other = tmp_path / "other" / gtf.GT_DIR
+    shutil.copytree(gt, other)
+    scene = json.loads((other / gtf.SCENE_JSON).read_text())
+    (other / gtf.SCENE_JSON).write_text(json.dumps({**scene, "video_sha256": "f" * 64}))
+    args = ["--progress", "none", "eval", str(capture), "--gt", str(other), "--json", "--no-identity", "--methods", "phone"]
+    assert cli.main(args) == 2 and "belongs to another video" in capsys.readouterr().err
+    assert cli.main(args + ["--force"]) == 0
+    forced = json.loads(capsys.readouterr().out)
+    assert "phone" in forced["methods"] and "another video" in forced["warnings"][0]
+
+
+def test_stale_textures_are_left_out_or_refused(world, tmp_path, capsys):
+    capture = tmp_path / "capture"
+    shutil.copytree(world[0], capture)
+    write_png16(capture / "textures" / "delit_classic.png", np.full((8, 8, 3), 0.5))     # edited after its stage ran
+    result = evaluate_capture(capture, world[1], identity=False)
+    assert set(result["methods"]) == {"phone"} and "delit_classic" in result["warnings"][0]
+    assert cli.main(["--progress", "none", "eval", str(capture), "--gt", str(world[1]), "--methods", "delit_classic"]) == 2
+    assert "delit_classic.png is out of date" in capsys.readouterr().err

@@ -4,6 +4,7 @@ Renders are tiny (few samples, 64-160 px) so the whole file stays under a
 minute; the 48-frame 512^2 timing lives in bench/quality.py.
 """
 
+import hashlib
 import json
 from dataclasses import replace
 
@@ -102,8 +103,10 @@ def test_same_seed_same_capture(head, tmp_path):
     for key in truth_a.truth:
         assert np.array_equal(truth_a.truth[key], truth_b.truth[key]), key
     scene_a, scene_b = (json.loads((root / "gt" / G.SCENE_JSON).read_text()) for root in (a, b))
-    for scene in (scene_a, scene_b):
+    for root, scene in ((a, scene_a), (b, scene_b)):
         scene.pop("timings_s")
+        # the frames differ by render noise, so each video has its own hash, the one its ground truth records
+        assert scene.pop("video_sha256") == hashlib.sha256((root / G.VIDEO_NAME).read_bytes()).hexdigest()
     assert scene_a == scene_b
     frames_a, frames_b, frames_c = (_frames(root / G.VIDEO_NAME) for root in (a, b, c))
     assert len(frames_a) == len(frames_b) == TINY.frames

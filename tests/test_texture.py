@@ -15,6 +15,7 @@ import shutil
 
 import numpy as np
 import pytest
+from stage_fixtures import accept_edited_outputs
 
 from studio_avatar.core.errors import CaptureError
 from studio_avatar.core.head.open_head import get_open_head
@@ -168,6 +169,7 @@ def test_mirror_fills_the_side_that_was_not_seen(tmp_path, flat_capture, head, a
     phone = read_image(root / "textures/phone.png").reshape(-1, 3)
     phone[geometry.texels.numpy()[hidden]] = 0.0
     write_png16(root / "textures/phone.png", phone.reshape(SIZE, SIZE, 3))
+    accept_edited_outputs(capture, "unwrap")
     # the colour calibration moves every texel's level alike (its own tests measure it): left out here
     run_stage(capture, DELIGHT_CLASSIC_STAGE, DelightParams(calibrate=False), Progress(), force=True)
     assert capture.stage_record("delight_classic")["metrics"]["mirrored_fraction"] > 0.1
@@ -195,6 +197,7 @@ def test_unwrap_says_which_frame_is_missing(tmp_path, flat_capture):
     from studio_avatar.core.capture import Capture
 
     (root / "frames" / "0003.png").write_bytes(b"not a png")
+    accept_edited_outputs(Capture.open(root), "frames")
     with pytest.raises(CaptureError, match=r"0003\.png: the frame image is missing or unreadable; re-run the frames stage"):
         run_stage(Capture.open(root), UNWRAP_STAGE, UnwrapParams(texture_size=128, reference_size=128), Progress(), force=True)
 
@@ -272,7 +275,9 @@ def rescaled_capture(root, source, scale):
     shading["reference_linear"] = (shading["reference_linear"].astype(np.float32) * scale).astype(np.float16)
     shading["frame_gains"] = (shading["frame_gains"] / scale).astype(np.float32)
     atomic_write_npz(root / "textures/shading.npz", **shading)
-    return Capture.open(root)
+    capture = Capture.open(root)
+    accept_edited_outputs(capture, "unwrap")
+    return capture
 
 
 def test_delighting_calibrates_a_capture_exposed_at_04_under_a_coloured_light(tmp_path, flat_capture, head, albedo):

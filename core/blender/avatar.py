@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import shutil
 import uuid
@@ -27,10 +28,12 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, atomic_write_json
 from ..avatar_inputs import AvatarInputs, check_head_model
 from ..errors import InputError
+from ..hashing import file_sha256
 from ..head.model import HeadModel
+from ..paths import check_output_path
 from .head import UV_LAYER, VERTEX_INDEX_ATTRIBUTE, build_head
 from .material import NON_COLOR, SRGB, PlainLook, eye_material, load_image, plain_material, skin_material
 
@@ -45,6 +48,9 @@ MOUTH_PARTS = (
 # custom properties on the avatar's collection: where it came from
 CAPTURE_PROPERTY = "studio_avatar_capture"
 ALBEDO_PROPERTY = "studio_avatar_albedo"
+FIT_PROPERTY = "studio_avatar_fit_sha256"
+# in NAME_textures/: the files build wrote there and their hashes; build replaces nothing else
+TEXTURES_MARKER = ".studio_avatar_textures.json"
 
 
 def build_avatar(model: HeadModel, inputs: AvatarInputs, name: str = DEFAULT_NAME, collection: Any = None,
@@ -94,6 +100,7 @@ def build_avatar(model: HeadModel, inputs: AvatarInputs, name: str = DEFAULT_NAM
         eye.data.materials.append(materials["Eye"])
     built["collection"][CAPTURE_PROPERTY] = str(inputs.capture)
     built["collection"][ALBEDO_PROPERTY] = inputs.albedo_kind
+    built["collection"][FIT_PROPERTY] = inputs.fit_sha256
     return {**built, "materials": materials, "images": images}
 
 
@@ -110,7 +117,7 @@ def _polygons_inside(mesh: Any, region: np.ndarray | None, model_index: np.ndarr
 
 def check_blend_output(path: str | os.PathLike, overwrite: bool) -> Path:
     """The absolute .blend path to write; refuses other extensions and existing files unless ``overwrite``."""
-    path = Path(path).expanduser().absolute()
+    path = check_output_path(path)
     if path.suffix.lower() != ".blend":
         raise InputError(f"{path}: the output must be a .blend file")
     if path.is_dir():
@@ -123,6 +130,37 @@ def check_blend_output(path: str | os.PathLike, overwrite: bool) -> Path:
 def texture_folder(blend: Path) -> Path:
     """Where the avatar's images go beside ``blend``: ``<name>_textures/``."""
     return blend.with_name(f"{blend.stem}_textures")
+
+
+def check_texture_folder(blend: Path, overwrite: bool, names: tuple[str, ...] = ()) -> dict[str, str]:
+    """The files an earlier build wrote into ``blend``'s texture folder (name -> sha256), or {} if there is none yet.
+
+    Refuses a folder build did not write (no marker, not empty), an earlier
+    build's folder without ``overwrite``, and any of ``names`` that build did
+    not write there or that was edited since: only build's own files are ever
+    replaced.
+    """
+    folder = texture_folder(blend)
+    if not folder.exists():
+        return {}
+    if not folder.is_dir():
+        raise InputError(f"{folder} exists and is not a folder; choose another .blend name or move it away")
+    try:
+        written = json.loads((folder / TEXTURES_MARKER).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        if any(folder.iterdir()):
+            raise InputError(f"{folder} already exists and was not written by build; choose another .blend name "
+                             "or move that folder away (build never replaces files it did not write)") from None
+        return {}
+    if not overwrite:
+        raise InputError(f"{folder} holds the images of an earlier build; pass --overwrite to replace them, "
+                         "or choose another .blend name")
+    for name in names:
+        path = folder / name
+        if path.exists() and (name not in written or file_sha256(path) != written[name]):
+            raise InputError(f"{path} was not written by build, or was edited since; move it away "
+                             "(--overwrite replaces only the files build wrote)")
+    return dict(written)
 
 
 def write_avatar_blend(model: HeadModel, inputs: AvatarInputs, path: str | os.PathLike, pack: bool = False,
@@ -138,15 +176,18 @@ def write_avatar_blend(model: HeadModel, inputs: AvatarInputs, path: str | os.Pa
     """
     blend = check_blend_output(path, overwrite)
     check_head_model(inputs, model)
-    blend.parent.mkdir(parents=True, exist_ok=True)
     folder = texture_folder(blend)
     sources = {"albedo": inputs.albedo, **inputs.data_maps}
     relative = {label: f"//{folder.name}/{source.name}" for label, source in sources.items()}
+    blend.parent.mkdir(parents=True, exist_ok=True)
     if not pack:
+        written = check_texture_folder(blend, overwrite, tuple(source.name for source in sources.values()))
         copies = {label: folder / source.name for label, source in sources.items()}
         for label, source in sources.items():
             with atomic_path(copies[label]) as tmp:
                 shutil.copyfile(source, tmp)
+            written[source.name] = file_sha256(copies[label])
+        atomic_write_json(folder / TEXTURES_MARKER, {"files": written})
         inputs = dataclasses.replace(inputs, albedo=copies["albedo"],
                                      data_maps={label: copies[label] for label in inputs.data_maps})
 

@@ -31,8 +31,10 @@ import mathutils
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_bytes
+from ..avatar_inputs import check_built_capture
 from ..errors import InputError, StudioAvatarError
 from ..native_stderr import native_stdout_captured
+from .avatar import CAPTURE_PROPERTY, FIT_PROPERTY
 from .lighting import PRESETS, apply_lighting, remove_lighting
 
 ENGINES = ("CYCLES", "EEVEE")
@@ -141,6 +143,7 @@ def batch_render(blend: str | os.PathLike, output_dir: str | os.PathLike, lighti
     if not 16 <= resolution <= 8192 or not 1 <= samples <= 4096:
         raise InputError("--resolution must be between 16 and 8192 pixels and --samples between 1 and 4096")
     tasks = _open_and_plan(blend, lightings, views_deg, expressions)
+    _check_recorded_capture(progress)
     chosen = tasks if task_index is None else [_task_at(tasks, task_index)]
     output_dir = Path(output_dir)
     todo = [task for task in chosen if overwrite or not (output_dir / task.file_name).is_file()]
@@ -161,6 +164,15 @@ def batch_render(blend: str | os.PathLike, output_dir: str | os.PathLike, lighti
         "engine": engine,
         "seconds": round(time.monotonic() - started, 2),
     }
+
+
+def _check_recorded_capture(progress: Any) -> None:
+    """Refuse an avatar whose recorded capture is half-rerun (stale fit); warn if it was reconstructed since the build."""
+    for collection in bpy.data.collections:
+        if CAPTURE_PROPERTY in collection:
+            newer = check_built_capture(str(collection[CAPTURE_PROPERTY]), str(collection.get(FIT_PROPERTY, "")), "render")
+            if newer and progress is not None:
+                progress.warning(newer)
 
 
 def _task_at(tasks: list[RenderTask], index: int) -> RenderTask:

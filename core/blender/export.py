@@ -34,10 +34,12 @@ import bpy
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_npz
+from ..avatar_inputs import check_built_capture
 from ..errors import InputError
 from ..fit import FIT_NPZ, load_fit
 from ..native_stderr import native_stdout_captured
-from .avatar import CAPTURE_PROPERTY
+from ..paths import check_output_path
+from .avatar import CAPTURE_PROPERTY, FIT_PROPERTY
 from .head import BASIS_KEY, BONE_NAMES
 
 FORMATS = {".glb": "glb", ".fbx": "fbx", ".npz": "npz"}
@@ -61,7 +63,7 @@ FIT_PARAMETERS = ("shape", "expression", "pose", "translation", "focal_px", "pri
 
 def check_export_output(path: str | os.PathLike, overwrite: bool) -> tuple[Path, str]:
     """The absolute output path and its format; refuses unknown extensions and existing files unless ``overwrite``."""
-    path = Path(path).expanduser().absolute()
+    path = check_output_path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise InputError(f"{path}: the output must end in {', '.join(FORMATS)} (glTF binary, FBX, FLAME parameters)")
@@ -104,21 +106,22 @@ def export_avatar(blend_path: str | os.PathLike, output_path: str | os.PathLike,
 
 
 def find_avatar(blend: Path) -> dict[str, Any]:
-    """The avatar in the open file: {"name", "armature", "mesh" (the head), "objects", "capture" (path or "")}.
+    """The avatar in the open file: {"name", "armature", "mesh" (the head), "objects", "capture" (path or ""),
+    "fit_sha256" (of the fit it was built from, or "")}.
 
     The collection marked by build_avatar wins (the first by name if several);
     otherwise any armature with FLAME's bones and a shape-keyed mesh child.
     """
     marked = sorted((c for c in bpy.data.collections if CAPTURE_PROPERTY in c), key=lambda c: c.name)
-    candidates = [(c.name, list(c.all_objects), str(c[CAPTURE_PROPERTY])) for c in marked]
-    candidates += [(obj.name, [obj, *obj.children_recursive], "") for obj in sorted(bpy.data.objects, key=lambda o: o.name)
+    candidates = [(c.name, list(c.all_objects), str(c[CAPTURE_PROPERTY]), str(c.get(FIT_PROPERTY, ""))) for c in marked]
+    candidates += [(obj.name, [obj, *obj.children_recursive], "", "") for obj in sorted(bpy.data.objects, key=lambda o: o.name)
                    if obj.type == "ARMATURE" and set(BONE_NAMES.values()) <= set(obj.data.bones.keys())]
-    for name, objects, capture in candidates:
+    for name, objects, capture, fit_sha256 in candidates:
         armatures = [obj for obj in objects if obj.type == "ARMATURE"]
         heads = [obj for obj in objects if obj.type == "MESH" and obj.data.shape_keys is not None
                  and obj.parent in armatures and obj.parent_type != "BONE"]
         if armatures and heads:
-            return {"name": name, "armature": heads[0].parent, "mesh": heads[0], "capture": capture,
+            return {"name": name, "armature": heads[0].parent, "mesh": heads[0], "capture": capture, "fit_sha256": fit_sha256,
                     "objects": [obj for obj in objects if obj.type in ("ARMATURE", "MESH")]}
     raise InputError(f"{blend}: holds no Studio Avatar (no armature with the bones {', '.join(BONE_NAMES.values())} "
                      "and a shape-keyed head mesh); export a .blend written by `studio-avatar build`")
@@ -165,6 +168,9 @@ def _write_parameters(output: Path, avatar: dict[str, Any], names: list[str], bo
         where = f"its capture {capture} has no {FIT_NPZ}" if capture else "the .blend records no capture"
         raise InputError(f"the avatar's FLAME parameters come from the fit it was built from, but {where}; "
                          "put the capture back, or rebuild the avatar with `studio-avatar build CAPTURE`")
+    newer = check_built_capture(capture, avatar["fit_sha256"], "export")
+    if newer:       # the parameters must be those of the fit the avatar's mesh was built from
+        raise InputError(f"{newer}; then export its parameters")
     fit = load_fit(str(fit_path))
     arrays = {key: fit[key] for key in FIT_PARAMETERS if key in fit}
     arrays["expression_names"] = np.array(names)

@@ -49,7 +49,7 @@ from ..avatar_inputs import ALBEDO_CHOICES
 from ..capture import Capture
 from ..errors import CaptureError, InputError
 from ..head.model import HeadModel
-from ..stages import REPORT_NAME
+from ..stages import REPORT_NAME, is_current, require_current
 from . import metrics
 
 PHONE_METHOD = ("phone", "textures/phone.png")
@@ -71,9 +71,13 @@ class TextureTruth:
 
 
 def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, methods: list[str] | None = None,
-                     identity: bool = True, progress: Any = None) -> dict[str, Any]:
+                     identity: bool = True, progress: Any = None, force: bool = False) -> dict[str, Any]:
     """All metrics of the capture against the ground truth (see the module docstring); ``methods`` limits the
-    texture methods (default: every one present), ``identity=False`` skips the face-descriptor renders."""
+    texture methods (default: every one present), ``identity=False`` skips the face-descriptor renders.
+
+    Refuses ground truth of another video than the capture's source, and
+    stale results; ``force`` scores another video's ground truth anyway, with a warning.
+    """
     from ..fit import FIT_NPZ, load_fit, load_fitted_model
     from ..synth.ground_truth import read_ground_truth
     from ..texture.image_io import read_image
@@ -88,17 +92,27 @@ def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, 
     chosen = _chosen_methods(capture, methods)
     if not capture.path(COVERAGE_PNG).is_file():
         raise CaptureError(f"{root}: no {COVERAGE_PNG}; run the unwrap stage (`{TOOL_NAME} reconstruct VIDEO -o {root}`)")
+    warnings: list[str] = []
+    if methods is None:     # every method present: stale ones are left out (asked for by name, they are refused)
+        stale = [name for name, _ in chosen if not is_current(capture, dict(METHODS)[name])]
+        if stale and len(stale) < len(chosen):
+            warnings.append(f"left out the stale texture(s) {', '.join(stale)}; rerun reconstruct to evaluate them")
+            if progress is not None:
+                progress.warning(warnings[-1])
+        chosen = [(name, path) for name, path in chosen if name not in stale] or chosen
+    require_current(capture, [FIT_NPZ, COVERAGE_PNG] + [dict(METHODS)[name] for name, _ in chosen], "eval")
     update(0.0, "reading the fit and the ground truth", force=True)
+    gt = read_ground_truth(gt_dir)
+    _check_same_video(capture, gt, force, progress, warnings)
     fit = load_fit(str(capture.path(FIT_NPZ)))
     model = load_fitted_model(capture, fit)
-    gt = read_ground_truth(gt_dir)
     _check_same_model(fit, gt.truth, gt.root)
     fit_shape, true_shape = _shape(model, fit), _shape(model, gt.truth)
     coverage = read_image(capture.path(COVERAGE_PNG))
     if coverage.ndim != 2:
         raise CaptureError(f"{capture.path(COVERAGE_PNG)} is not a one-channel coverage map; re-run unwrap (`--force unwrap`)")
 
-    result: dict[str, Any] = {"capture": str(root.resolve()), "ground_truth": str(gt.root.resolve())}
+    result: dict[str, Any] = {"capture": str(root.resolve()), "ground_truth": str(gt.root.resolve()), "warnings": warnings}
     result.update(geometry_errors_mm(model, fit_shape, true_shape))
     result.update(_coverage(capture))
     truths: dict[int, TextureTruth] = {}
@@ -257,6 +271,25 @@ def _chosen_methods(capture: Capture, methods: list[str] | None) -> list[tuple[s
         raise CaptureError(f"{capture.root}: no texture to evaluate yet (looked for {', '.join(known.values())}); "
                            f"run `{TOOL_NAME} reconstruct VIDEO -o {capture.root}`")
     return present
+
+
+def _check_same_video(capture: Capture, gt: Any, force: bool, progress: Any, warnings: list[str]) -> None:
+    """Scores of one person's capture against another video's truth are meaningless: refuse, or warn with ``force``."""
+    from ..synth.ground_truth import ground_truth_video_sha256
+
+    truth_video = ground_truth_video_sha256(gt)
+    source = str(capture.source.get("sha256", ""))
+    if truth_video == source:
+        return
+    what = (f"the ground truth in {gt.root} belongs to another video ({truth_video[:12]}) than the capture's source "
+            f"({source[:12]}, {capture.source.get('path')})" if truth_video else
+            f"the ground truth in {gt.root} records no video hash and has no video.mp4 beside it, so it cannot be "
+            "matched with the capture's source")
+    if not force:
+        raise InputError(f"{what}; evaluate a capture against its own synthetic video's truth, or pass --force")
+    warnings.append(f"{what}; scored anyway (--force)")
+    if progress is not None:
+        progress.warning(warnings[-1])
 
 
 def _check_same_model(fit: dict[str, np.ndarray], truth: dict[str, np.ndarray], gt_root: Any) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from ..capture import Capture
 from ..errors import CaptureError, InputError
 from ..video import write_video
+from ..stages import require_current
 from .stage import FIT_NPZ, load_fit
 
 WIRE_BGR = (255, 200, 80)
@@ -51,6 +52,7 @@ def write_fit_preview(capture_dir: str | os.PathLike, output: str | os.PathLike,
     fit_path = capture.path(FIT_NPZ)
     if not fit_path.is_file():
         raise CaptureError(f"{capture.root}: has no fit yet; run `studio-avatar reconstruct VIDEO -o {capture.root} --until fit` first")
+    require_current(capture, [FIT_NPZ, "frames/"], "fit-preview")   # never the old fit over new frames
     dest = Path(output).expanduser()
     if dest.suffix.lower() not in (".mp4", ".avi"):
         raise InputError(f"{dest}: the preview is a video; give a path ending in .mp4 or .avi")

@@ -9,11 +9,34 @@ from typing import Any
 
 from ..hashing import file_sha256
 from ..paths import default_cache_dir
-from .model import HeadModel
+from .model import HeadModel, HeadModelError
+
+
+def check_head_files(flame_model: str | os.PathLike | None, flame_uv: str | os.PathLike | None = None) -> None:
+    """Refuse a --flame / --flame-uv path that is missing, a folder, empty or unreadable, in one line, before any work."""
+    if flame_uv and not flame_model:
+        raise HeadModelError("--flame-uv needs --flame: the UV template belongs to a FLAME model file")
+    for option, value in (("--flame", flame_model), ("--flame-uv", flame_uv)):
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        if not path.exists():
+            raise HeadModelError(f"{option} {path}: no such file")
+        if not path.is_file():
+            raise HeadModelError(f"{option} {path}: is a folder, not a file; give the FLAME "
+                                 f"{'model file (.pkl or .npz)' if option == '--flame' else 'UV template (.obj or .npz)'}")
+        try:
+            with open(path, "rb") as handle:
+                empty = not handle.read(1)
+        except OSError as exc:
+            raise HeadModelError(f"{option} {path}: cannot be read ({exc.strerror})") from None
+        if empty:
+            raise HeadModelError(f"{option} {path}: the file is empty")
 
 
 def load_head(flame_model: str | os.PathLike | None = None, flame_uv: str | os.PathLike | None = None,
               cache_dir: str | os.PathLike | None = None, with_landmarks: bool = True) -> HeadModel:
+    check_head_files(flame_model, flame_uv)
     if flame_model:
         from .flame import load_flame
 
@@ -31,6 +54,7 @@ def cached_head_folder(flame_model: str | os.PathLike | None = None, flame_uv: s
     gets a model: a worker prepares the folder, the UI reads it with
     ``HeadModel.load``. FLAME entries are keyed by the hashes of the given files.
     """
+    check_head_files(flame_model, flame_uv)
     if not flame_model:
         from .open_head import get_open_head, open_head_cache_dir
 

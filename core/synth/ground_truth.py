@@ -26,7 +26,8 @@ Layout (every file written atomically):
   (melanin, haemoglobin, ITA°), the light setup (world HDRI, its rotation
   and strength, extra lamps with colour temperatures), the phone artifacts
   (per-frame exposure and white-balance gains, noise, blur), the render
-  settings and the timings.
+  settings, the timings and ``video_sha256``, the hash of the video made
+  with it (``eval`` refuses a capture made from any other video).
 """
 
 from __future__ import annotations
@@ -84,3 +85,14 @@ def read_ground_truth(path: str | os.PathLike, with_shading: bool = True) -> Gro
     shading = read_exr(root / SHADING_EXR).astype(np.float32) if with_shading and (root / SHADING_EXR).is_file() else None
     scene = json.loads((root / SCENE_JSON).read_text())
     return GroundTruth(root, albedo, truth, shading, scene)
+
+
+def ground_truth_video_sha256(gt: GroundTruth) -> str:
+    """The hash of the video this ground truth belongs to ("" if unknown): recorded in scene.json, else of OUT/video.mp4."""
+    from ..hashing import file_sha256
+
+    recorded = str(gt.scene.get("video_sha256", ""))
+    if recorded:
+        return recorded
+    video = gt.root.parent / VIDEO_NAME
+    return file_sha256(video) if video.is_file() else ""

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..atomic import atomic_path, atomic_write_json, atomic_write_npz
 from ..errors import InputError
+from ..hashing import file_sha256
 from ..head.model import HeadModel, axis_angle_to_matrix
 from . import ground_truth as G
 from .head_clip import HeadClipSpec, _axis_angle, posed_vertices, sample_head_clip
@@ -385,6 +386,7 @@ def write_synthetic_capture(out: str | os.PathLike, spec: SynthSpec = SynthSpec(
             "phone_log": phone.log if spec.artifacts else [], "studio_camera": camera,
             "model": {"source": model.source, "fingerprint": str(model.metadata.get("fingerprint", ""))},
             "timings_s": {key: round(value, 3) for key, value in timings.items()},
+            "video_sha256": file_sha256(encoded),    # eval checks that a capture was made from this very video
         }
         atomic_write_json(staged / G.SCENE_JSON, scene_json)
         # publish: the ground truth first, then the video (its presence marks a complete capture)

@@ -126,7 +126,7 @@ def write_textured_capture(root: str | os.PathLike, model: HeadModel, albedo_lin
 
     from ..fit.stage import FIT_NPZ
     from ..frames import FRAMES_JSON
-    from ..hashing import path_sha256
+    from ..stages import SOURCE, adopt_outputs
 
     gt = sample_head_clip(model, spec)
     root = Path(root)
@@ -148,8 +148,9 @@ def write_textured_capture(root: str | os.PathLike, model: HeadModel, albedo_lin
                expression_names=np.array(model.expression_names), joint_names=np.array(model.joint_names),
                iod_px=_iod_px(model, gt))
     atomic_write_npz(root / FIT_NPZ, **fit)
-    capture.set_stage_record("fit", {"status": "done", "params": {"flame_model": "", "flame_uv": ""},
-                                     "outputs": {FIT_NPZ: {"sha256": path_sha256(root / FIT_NPZ)}}})
+    # recorded as the frames and fit stages would record them, so that the stages after them see current inputs
+    adopt_outputs(capture, "frames", ["frames/"], inputs=[SOURCE])
+    adopt_outputs(capture, "fit", [FIT_NPZ], inputs=[SOURCE], params={"flame_model": "", "flame_uv": ""})
     return capture, gt
 
 
