@@ -32,7 +32,11 @@ def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
     """(H, W, 3) RGB or (H, W) values in 0..1 -> 16-bit PNG (the values as they are: encode sRGB first for colour)."""
     import cv2
 
-    data = np.clip(np.rint(np.asarray(image, np.float64) * 65535.0), 0, 65535).astype(np.uint16)
+    image = np.asarray(image)
+    data = np.empty(image.shape, np.uint16)
+    for top in range(0, image.shape[0], 256):    # in row bands: a 4096^2 float64 copy alone would be 400 MB
+        band = image[top:top + 256].astype(np.float64) * 65535.0
+        data[top:top + 256] = np.clip(np.rint(band, out=band), 0, 65535, out=band)
     if data.ndim == 3:
         data = np.ascontiguousarray(data[..., ::-1])
     if not cv2.imwrite(str(path), data, [cv2.IMWRITE_PNG_COMPRESSION, 1]):

@@ -54,6 +54,7 @@ SHADING_NPZ = "textures/shading.npz"
 VIEW_HEAD_PX = 320            # the per-frame depth and outline maps are made with the head this many pixels tall
 OBSERVED = 0.1                # coverage above this: the texel counts as observed
 COVERAGE_SCALE = 0.5          # coverage = 1 - exp(-summed weight / this): one good view gives ~0.86
+TEXEL_BLOCK = 1 << 21         # texels sampled at once when fusing: bounds the per-frame temporaries at any texture size
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,10 @@ class FrameSampler:
         outline = cv2.distanceTransform(raster.mask.numpy().astype(np.uint8), cv2.DIST_L2, 5) / scale
         return {"depth": raster.depth.numpy().astype(np.float32), "outline": outline.astype(np.float32), "scale": scale}
 
-    def sample(self, index: int, frame_linear: np.ndarray, view: dict[str, Any], geometry: TexelGeometry) -> tuple[Any, Any, Any]:
-        """(rows (n,), colours (n, 3), weights (n,)) for the texels of ``geometry`` this frame sees."""
+    def sample(self, index: int, frame_linear: np.ndarray, view: dict[str, Any], geometry: TexelGeometry,
+               start: int = 0, stop: int | None = None) -> tuple[Any, Any, Any]:
+        """(rows (n,), colours (n, 3), weights (n,)) for the texels of ``geometry`` (those from ``start`` to ``stop``)
+        this frame sees."""
         import torch
 
         p = self.params
@@ -123,7 +126,7 @@ class FrameSampler:
                                 self.band[index, :, None]], 1)                                     # (V, 6)
         # candidate texels: on skin triangles with a corner facing the camera (a per-triangle test, then one gather)
         triangle_ok = (self.cosine[index] > p.min_cosine)[self.faces].any(1) & geometry.skin_triangles
-        rows = torch.nonzero(triangle_ok[geometry.triangle]).squeeze(1)
+        rows = torch.nonzero(triangle_ok[geometry.triangle[start:stop]]).squeeze(1) + start
         values = geometry.interpolate(per_vertex, rows)                                            # (n, 6)
         height, width = frame_linear.shape[:2]
         x, y = values[:, 0] - 0.5, values[:, 1] - 0.5                                             # pixel-centre coordinates
@@ -303,25 +306,32 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
     for i, path in enumerate(files):
         frame = bgr8_to_linear(frames_cache[i] if frames_cache[i] is not None else read_frame(path))
         frames_cache[i] = None
-        rows, colour, weight = sampler.sample(i, frame, views[i], high)
-        weight = weight * float(sharp_weight[i])
-        colour = colour / gains[i]
-        ref = reference_high[rows]
-        difference = (colour - ref).norm(dim=1) / (ref.norm(dim=1) + 0.02)
-        robust = 1.0 / (1.0 + (difference / params.outlier_scale) ** 2)
-        colour_sum.index_add_(0, rows, (weight * robust)[:, None] * colour)
-        weight_sum.index_add_(0, rows, weight * robust)
-        observed_sum.index_add_(0, rows, weight)
+        for start in range(0, high.count, TEXEL_BLOCK):
+            rows, colour, weight = sampler.sample(i, frame, views[i], high, start, start + TEXEL_BLOCK)
+            weight = weight * float(sharp_weight[i])
+            colour = colour / gains[i]
+            ref = reference_high[rows]
+            difference = (colour - ref).norm(dim=1) / (ref.norm(dim=1) + 0.02)
+            robust = 1.0 / (1.0 + (difference / params.outlier_scale) ** 2)
+            colour_sum.index_add_(0, rows, (weight * robust)[:, None] * colour)
+            weight_sum.index_add_(0, rows, weight * robust)
+            observed_sum.index_add_(0, rows, weight)
         pass2.update((i + 1) / count, f"fusing frame {i + 1}/{count}")
+    del frames_cache, reference_high
 
+    # one output at a time, each sum dropped once used: at 4096^2 every (M, 3) array is 160 MB
     progress.update(0.93, "writing the textures", force=True)
+    colour_sum /= weight_sum.clamp_min(1e-9)[:, None]
+    colour_sum[weight_sum <= 1e-6] = 0.0
+    del weight_sum
+    write_png16(outputs[PHONE_PNG], linear_to_srgb(high.image(colour_sum.clamp_(0, 1)).numpy()))
+    del colour_sum
     coverage = 1.0 - torch.exp(-observed_sum / COVERAGE_SCALE)
-    fused = colour_sum / weight_sum.clamp_min(1e-9)[:, None]
-    fused = torch.where((weight_sum > 1e-6)[:, None], fused, torch.zeros_like(fused))
-    write_png16(outputs[PHONE_PNG], linear_to_srgb(high.image(fused.clamp(0, 1)).numpy()))
+    del observed_sum
     write_png16(outputs[COVERAGE_PNG], high.image(coverage).numpy())
     rest_texel_normals = torch.nn.functional.normalize(high.interpolate(rest_normals), dim=1)
     write_exr(outputs[NORMAL_EXR], high.image(rest_texel_normals).numpy())
+    del rest_texel_normals
     atomic_write_npz(outputs[SHADING_NPZ],
                      size=np.int32(params.reference_size),
                      transfer_camera=low.image(transfer_camera).numpy().astype(np.float16),
