@@ -43,7 +43,8 @@ from studio_avatar.core.gmug.face_render import face_renderer  # noqa: E402
 from studio_avatar.core.gmug.faceid import load_faceid  # noqa: E402
 from studio_avatar.core.gmug.inputs import uv_masks  # noqa: E402
 from studio_avatar.core.gmug.train import Corpus, Trainer, TrainConfig  # noqa: E402
-from studio_avatar.core.gmug.weights import load_checkpoint, load_gmug  # noqa: E402
+from studio_avatar.core.gmug.weights import load_gmug  # noqa: E402
+from studio_avatar.core.weights import load_checkpoint  # noqa: E402
 from track_fit import source_version  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent

@@ -42,10 +42,9 @@ from devpath import load_package  # noqa: E402
 
 load_package()
 from studio_avatar.core.eval.metrics import ita_degrees  # noqa: E402
-from studio_avatar.core.gmug.weights import DEFAULT_NAME as GMUG_WEIGHTS  # noqa: E402
 from studio_avatar.core.hashing import path_sha256  # noqa: E402
 from studio_avatar.core.native_stderr import native_stderr_captured  # noqa: E402
-from studio_avatar.core.paths import weights_dir as default_weights_dir  # noqa: E402
+from studio_avatar.core.paths import GMUG_WEIGHTS_NAME, weights_dir as default_weights_dir  # noqa: E402
 from studio_avatar.core.texture.image_io import SRGB8_TO_LINEAR  # noqa: E402
 from track_fit import source_version  # noqa: E402
 
@@ -207,7 +206,7 @@ def main():
     parser.add_argument("--no-log", action="store_true", help="do not append to bench/results.jsonl")
     args = parser.parse_args()
     weights_dir = args.weights_dir.resolve() if args.weights_dir else None
-    weights = (weights_dir or default_weights_dir()) / GMUG_WEIGHTS
+    weights = (weights_dir or default_weights_dir()) / GMUG_WEIGHTS_NAME
     weights_sha = path_sha256(weights) if weights.is_file() else None
 
     clips = sorted((p for p in CLIPS.glob("*.mp4") if not args.only or p.stem in args.only), key=lambda p: int(p.stem[1:]))

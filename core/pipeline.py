@@ -34,9 +34,10 @@ TEXTURE_METHODS = ("auto", "gmug", "classic")
 def gmug_params(weights_dir: str | os.PathLike | None = None, device: str = "auto") -> GMugParams:
     """Params of the gmug stage with the shipped (or ``weights_dir``'s) weights; WeightsError if they are unusable."""
     from .device import resolve_device
-    from .gmug.weights import load_gmug_cached, require_weights_file
+    from .gmug.weights import load_gmug_cached
     from .hashing import path_sha256
     from .paths import GMUG_WEIGHTS_NAME, weights_dir as default_weights_dir
+    from .weights import require_weights_file
 
     path = (Path(weights_dir or default_weights_dir()) / GMUG_WEIGHTS_NAME).resolve()
     require_weights_file(path)
@@ -54,7 +55,7 @@ def texture_plan(method: str, until: str | None, params: dict[str, Any], progres
     wants_gmug = until is None or names.index(until) >= names.index(GMUG_STAGE.name)
     if not wants_gmug:
         return until
-    from .gmug.weights import WeightsError      # imports torch: only when GMug may run
+    from .weights import WeightsError      # imports torch: only when GMug may run
     if method != "classic" and "gmug" not in params:
         try:
             params["gmug"] = gmug_params(weights_dir, device)

@@ -19,11 +19,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from .. import color
 from ..texture.image_io import srgb_to_linear
 
 OBSERVED = 0.1          # coverage above this counts as seen (unwrap's threshold, and the corpus' holes)
 FACE_LEVEL = 0.25       # the exposure-normalised face's median linear luminance
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
+LUMINANCE = np.asarray(color.LUMINANCE, np.float32)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ from ..progress import StageProgress
 from . import losses as L
 from .inputs import downsample_observed, normalise_batch, uv_masks
 from .networks import Discriminator, Encoder, Generator, GMugConfig, fine_tune_parameters
-from .weights import checkpoint_state, load_checkpoint, save_checkpoint, save_gmug
+from ..weights import checkpoint_state, load_checkpoint, save_checkpoint
+from .weights import save_gmug
 
 CHECKPOINT = "checkpoint.safetensors"
 PHONE_CHECKPOINT = "checkpoint_phone.safetensors"   # the run at the end of the G_phone warm start (ablations start here)

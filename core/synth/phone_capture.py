@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_json, atomic_write_npz
+from ..color import luminance
 from ..errors import InputError
 from ..hashing import file_sha256
 from ..head.model import HeadModel, axis_angle_to_matrix
@@ -213,8 +214,8 @@ class PhoneCamera:
         s = self.settings
         height, width = linear.shape[:2]
         centre = linear[height // 4: 3 * height // 4, width // 4: 3 * width // 4]
-        luminance = float((centre @ np.array([0.2126, 0.7152, 0.0722], np.float32)).mean())
-        target = 0.18 * s["exposure_compensation"] / max(luminance, 1e-4)
+        level = float(luminance(np.asarray(centre, np.float32)).mean())
+        target = 0.18 * s["exposure_compensation"] / max(level, 1e-4)
         lag = s["exposure_lag"]
         self.gain = target if self.gain is None else float(np.exp((1 - lag) * np.log(self.gain) + lag * np.log(target)))
         mean_rgb = np.maximum(centre.reshape(-1, 3).mean(0), 1e-5)

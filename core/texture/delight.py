@@ -85,6 +85,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import color
 from ..capture import Capture
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
@@ -104,7 +105,7 @@ FIXED_COLOURS = {"eye_left": (0.72, 0.70, 0.68), "eye_right": (0.72, 0.70, 0.68)
 # covers measured human skin from very light to very dark (ColorChecker skin patches, MERL/ISET skin reflectances)
 SKIN_LOCUS_CENTRE = (0.62, -0.33)
 SKIN_LOCUS_AXES = (0.30, 0.20)
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+LUMINANCE = np.asarray(color.LUMINANCE)
 
 # --- calibration priors (linear albedo; see calibrate_gains) ---------------------------------------------------
 # the skin manifold: ranges of the biophysical model's parameters (face averages), and the model's own error in
@@ -196,8 +197,7 @@ def skin_locus_gain(mean_rgb: np.ndarray) -> np.ndarray:
     target = centre + offset / distance * axes
     change = target - point                                   # in log R/G and log B/G, keeping G
     gain = np.exp(np.array([change[0], 0.0, change[1]]))
-    luminance = np.array([0.2126, 0.7152, 0.0722])
-    return gain * (luminance @ np.array([r, g, b])) / (luminance @ (np.array([r, g, b]) * gain))   # brightness kept
+    return gain * (LUMINANCE @ np.array([r, g, b])) / (LUMINANCE @ (np.array([r, g, b]) * gain))   # brightness kept
 
 
 def _log_chroma(rgb: Any) -> np.ndarray:

@@ -1,0 +1,158 @@
+"""The detail-enhancement pipeline on tiny models, in the way of diffusers' pipeline tests.
+
+Shapes, seeded determinism, tiled against untiled inference (and no seams
+at tile borders), the conditions, bad inputs and the weights file.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from studio_avatar.core.enhance.model import CONDITION_CHANNELS, EnhanceConfig, build_unet, detail_conditions
+from studio_avatar.core.enhance.pipeline import EnhancePipeline, blend_window, tile_starts
+from studio_avatar.core.enhance.weights import load_enhance, save_enhance
+from studio_avatar.core.errors import InputError
+from studio_avatar.core.weights import WeightsError
+
+TINY = EnhanceConfig(channels=(8, 16), tile=32, residual_scale=0.05, train_timesteps=100)
+
+
+def tiny_pipeline(config=TINY, seed=0):
+    torch.manual_seed(seed)
+    unet = build_unet(config)
+    with torch.no_grad():           # a freshly made U-Net's last layer is zero: give it an output to compare
+        for parameter in unet.conv_out.parameters():
+            parameter.normal_(0.0, 0.2)
+    return EnhancePipeline(unet, config)
+
+
+def textures(size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = np.stack([0.45 + 0.1 * xx, 0.3 + 0.1 * yy, 0.25 + 0.05 * xx * yy], -1).astype(np.float32)
+    phone = np.clip(base * 0.6 + rng.normal(0, 0.02, base.shape), 0, 1).astype(np.float32)
+    coverage = np.clip(1.1 - 2.5 * np.abs(xx - 0.5), 0, 1).astype(np.float32)       # 0 at the sides
+    return base, phone, coverage
+
+
+def test_output_shape_range_and_that_it_adds_detail_to_the_base():
+    base, phone, coverage = textures()
+    out = tiny_pipeline()(base, phone, coverage, steps=3, seed=1)
+    assert out.shape == base.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert 1e-3 < np.abs(out - base).mean() < 0.2
+
+
+def test_same_seed_same_result_other_seed_other_result():
+    base, phone, coverage = textures()
+    pipeline = tiny_pipeline()
+    first, again = (pipeline(base, phone, coverage, steps=3, seed=7) for _ in range(2))
+    other = pipeline(base, phone, coverage, steps=3, seed=8)
+    assert np.array_equal(first, again)
+    assert np.abs(first - other).mean() > 1e-3
+
+
+def test_outside_the_layout_the_base_is_kept_exactly():
+    base, phone, coverage = textures()
+    layout = np.zeros(coverage.shape, bool)
+    layout[8:40, 8:40] = True
+    out = tiny_pipeline()(base, phone, coverage, layout=layout, steps=2)
+    assert np.array_equal(out[~layout], base[~layout])
+    assert np.abs(out[layout] - base[layout]).mean() > 1e-3
+
+
+def test_tiles_cover_the_texture_with_the_overlap_and_blend_weights_never_vanish():
+    assert tile_starts(64, 32, 16) == [0, 16, 32]
+    assert tile_starts(100, 32, 8) == [0, 24, 48, 68]          # the last tile is aligned to the border
+    assert tile_starts(32, 32, 8) == [0]
+    window = blend_window(32, 8)
+    assert window.min() > 0 and window[16, 16] == 1.0 and window[0, 0] < window[0, 16] < window[16, 16]
+    assert np.array_equal(window, window.T) and np.array_equal(window, window[::-1])
+
+
+class TileMean(torch.nn.Module):
+    """A stand-in denoiser whose answer is one constant per tile (the mean of the tile's coverage channel):
+    stitched without blending, every tile border is a step."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))        # gives the pipeline a device
+
+    def forward(self, crops, timestep):
+        level = 10 * crops[:, -1:].mean(dim=(1, 2, 3), keepdim=True).expand(-1, 3, *crops.shape[2:])
+        return type("Output", (), {"sample": level.contiguous()})
+
+
+def column_steps(image):
+    """The largest change between neighbouring columns of the image's column profile (rows averaged: noise
+    cancels), as a share of the profile's range: 1 for a single step, about 2 / ramp width for a smooth ramp."""
+    profile = image.mean(axis=(0, 2))
+    return np.abs(np.diff(profile)).max() / np.ptp(profile)
+
+
+def test_tiled_inference_matches_untiled_and_leaves_no_seams():
+    base, phone, coverage = textures(size=64)
+    untiled = tiny_pipeline(EnhanceConfig(channels=(8, 16), tile=64, train_timesteps=100))
+    tiled = tiny_pipeline(EnhanceConfig(channels=(8, 16), tile=32, train_timesteps=100))
+    whole = untiled(base, phone, coverage, steps=3, seed=3)
+    pieces = tiled(base, phone, coverage, steps=3, seed=3, overlap=16)
+    other_seed = untiled(base, phone, coverage, steps=3, seed=4)
+    # the same network and noise; tiles see less context (zero padding, group norm and attention over the tile),
+    # so the results differ a little -- far less than another seed's (measured: 0.15 of it)
+    assert np.abs(pieces - whole).mean() < 0.35 * np.abs(other_seed - whole).mean()
+
+    # a denoiser with a different answer per tile: blended across the overlap, the tiles' answers meet smoothly
+    config = EnhanceConfig(channels=(8, 16), tile=32, residual_scale=0.01, train_timesteps=100)
+    grey = np.full_like(base, 0.5)                                  # nothing clips
+    stitched, blended = (EnhancePipeline(TileMean(), config)(grey, phone, coverage, steps=1, overlap=overlap)
+                         for overlap in (0, 16))
+    assert column_steps(stitched) > 0.9                             # the stand-in makes seams: one step per border
+    assert column_steps(blended) < 2.5 / 16                         # blended: ramps across the 16-texel overlaps
+
+
+def test_conditions_follow_the_phone_gradient_only_where_it_was_seen():
+    base, phone, coverage = textures()
+    phone[:, 31:] *= 0.5                                              # a vertical edge in the phone texture
+    conditions = detail_conditions(base, phone, coverage)
+    assert conditions.shape == (CONDITION_CHANNELS, 64, 64) and conditions.dtype == np.float32
+    assert conditions.min() >= -1.0 and conditions.max() <= 1.0
+    gradient = (conditions[3] + 1) / 2
+    assert gradient[20:44, 30:33].mean() > 5 * gradient[20:44, 10:20].mean()       # the edge stands out
+    unseen = coverage == 0
+    assert unseen.any() and np.all(gradient[unseen] == 0)
+    brighter = detail_conditions(base, np.clip(phone * 1.5, 0, 1), coverage)[3]      # exposure does not matter much
+    assert np.abs(brighter - conditions[3])[20:44, 30:33].mean() < 0.15
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b, p, c: (b[:, :-8], p, c), "square"),
+    (lambda b, p, c: (b, p[:32, :32], c), "must match"),
+    (lambda b, p, c: (b * 2, p, c), "0..1"),
+    (lambda b, p, c: (b[:-1, :-1], p[:-1, :-1], c[:-1, :-1]), "multiple of"),
+])
+def test_bad_inputs_are_refused_before_any_work(change, message):
+    base, phone, coverage = change(*textures())
+    with pytest.raises(InputError, match=message):
+        tiny_pipeline()(base, phone, coverage, steps=2)
+
+
+def test_weights_round_trip_and_bad_files_are_refused_in_one_line(tmp_path):
+    base, phone, coverage = textures()
+    pipeline = tiny_pipeline()
+    path = tmp_path / "enhance_32.safetensors"
+    save_enhance(path, TINY, pipeline.unet, {"steps": 0})
+    loaded, info = load_enhance(path)
+    assert info == {"steps": 0} and loaded.config == TINY
+    assert np.array_equal(loaded(base, phone, coverage, steps=2), pipeline(base, phone, coverage, steps=2))
+
+    with pytest.raises(WeightsError, match="not found"):
+        load_enhance(tmp_path / "missing.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="corrupt") as error:
+        load_enhance(truncated)
+    assert "\n" not in str(error.value)
+    other = tmp_path / "other.safetensors"
+    save_enhance(other, EnhanceConfig(channels=(8, 16), tile=32), build_unet(EnhanceConfig(channels=(8, 24), tile=32)), {})
+    with pytest.raises(WeightsError, match="has shape"):
+        load_enhance(other)
