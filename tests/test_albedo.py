@@ -2,17 +2,21 @@
 
 Regions are checked against definitions of their own (3D boxes around the
 eyes, mouth and forehead of the open head's rest surface), not against the
-generator's internal fields, so a misplaced field fails here.
+generator's internal fields, so a misplaced field fails here. The fine-detail
+metrics it is measured with (band energy, gradient correlation) are checked
+here too, on images whose answer is known.
 """
 
 import dataclasses
 import json
+import math
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from studio_avatar.core.eval.metrics import band_energy, gradient_correlation
 from studio_avatar.core.head.source import load_head
 from studio_avatar.core.synth.albedo import (generate_albedo, ita_degrees, linear_srgb_to_lab, sample_skin,
                                              skin_reflectance_rgb)
@@ -111,6 +115,21 @@ def test_pores_give_the_nose_fine_detail(head, zones):
     assert energies[1.0] > 2.0 * energies[0.0], energies
 
 
+def test_2048_albedo_has_skin_detail_that_512_cannot_hold(head, zones):
+    skin = dataclasses.replace(sample_skin(7, tone=0.3), freckles=0.0, moles=0, stubble=0.0, pores=0.5, wrinkles=0.3)
+    large = generate_albedo(head, 4 * SIZE, seed=7, skin=skin)
+    small = generate_albedo(head, SIZE, seed=7, skin=skin)
+    upsampled = cv2.resize(small.linear, (4 * SIZE, 4 * SIZE), interpolation=cv2.INTER_CUBIC)
+    averaged = cv2.resize(large.linear, (SIZE, SIZE), interpolation=cv2.INTER_AREA).reshape(-1, 3)
+    for name in ("cheek", "nose", "forehead", "lips"):
+        mask = np.repeat(np.repeat(zones[name].reshape(SIZE, SIZE), 4, 0), 4, 1)
+        ratio = band_energy(large.linear, mask) / band_energy(upsampled, mask)
+        assert ratio > 2.0, (name, ratio)      # pores, the microrelief, the lips' lines: not a smoothly upsampled 512^2
+        # the detail is zero-mean: both sizes have the skin model's colour
+        assert np.allclose(averaged[zones[name]].mean(0), region_mean(small, zones[name]), rtol=0.01), name
+    assert large.ita_deg == pytest.approx(small.ita_deg, abs=0.3)
+
+
 def test_skin_model_responds_to_melanin_and_blood():
     melanin = np.array([0.003, 0.03, 0.3])
     rgb = skin_reflectance_rgb(melanin, 0.02)
@@ -127,3 +146,77 @@ def test_lab_conversion_matches_reference_values():
     assert lab[0] == pytest.approx([100.0, 0.0, 0.0], abs=0.05)
     assert lab[1] == pytest.approx([53.39, 0.0, 0.0], abs=0.05)          # sRGB 128 grey
     assert lab[2] == pytest.approx([53.24, 80.09, 67.20], abs=0.05)      # sRGB red
+
+
+# --- the fine-detail metrics (core/eval/metrics.py) -------------------------------------------------------------------
+def white_noise(seed, size=512):
+    return np.random.default_rng(seed).standard_normal((size, size)).astype(np.float32)
+
+
+def grating(cycles_per_texel, size=256):
+    return np.repeat(np.cos(2 * math.pi * cycles_per_texel * np.arange(size) + 0.3)[None, :], size, 0).astype(np.float32)
+
+
+def test_band_energy_of_white_noise_is_the_bands_share_of_the_spectrum():
+    noise = white_noise(0)
+    everywhere = np.ones(noise.shape, bool)
+    ideal_share = math.pi * ((1 / 2) ** 2 - (1 / 8) ** 2) / 4          # the annulus' area in the frequency square
+    assert band_energy(noise, everywhere) == pytest.approx(ideal_share, rel=0.06)
+    assert band_energy(3.0 * noise, everywhere) == pytest.approx(9.0 * band_energy(noise, everywhere), rel=1e-5)
+    rgb = np.repeat(noise[..., None], 3, 2)                              # grey RGB: its luminance is the noise
+    assert band_energy(rgb, everywhere) == pytest.approx(band_energy(noise, everywhere), rel=1e-4)
+
+
+def test_band_energy_passes_the_band_and_rejects_the_rest():
+    everywhere = np.ones((256, 256), bool)
+    nyquist = 0.5                                                        # cycles per texel
+
+    def kept(fraction_of_nyquist):
+        image = grating(fraction_of_nyquist * nyquist)
+        return band_energy(image, everywhere) / float(np.mean(image ** 2))
+
+    assert kept(1 / 4) > 0.5                      # the middle of the 1/8-1/2 band (in octaves)
+    assert kept(1 / 32) < 0.005                   # shading and blotches: far below it
+    assert kept(1.0) < 0.1                        # texel-to-texel noise: above it
+
+
+def test_band_energy_ignores_what_lies_outside_the_mask():
+    noise = 0.05 * white_noise(1, 256) + 0.5
+    rows, cols = np.mgrid[:256, :256]
+    mask = np.hypot(rows - 128, cols - 100) < 70
+    bright_outside = np.where(mask, noise, 5.0)
+    noisy_outside = np.where(mask, noise, 10.0 * white_noise(2, 256))
+    assert band_energy(bright_outside, mask) == pytest.approx(band_energy(noisy_outside, mask), rel=1e-4)
+    flat = np.where(mask, 0.4, 0.0).astype(np.float32)                   # a flat island in a black gutter
+    assert band_energy(flat, mask) < 1e-12
+    assert math.isnan(band_energy(noise, np.zeros_like(mask)))
+
+
+def test_blurred_detail_has_a_low_energy_ratio_and_itself_a_ratio_of_one():
+    texture = 0.3 + 0.05 * white_noise(3)
+    everywhere = np.ones(texture.shape, bool)
+    blurred = cv2.GaussianBlur(texture, (0, 0), 2.0)
+    assert band_energy(texture, everywhere) / band_energy(texture, everywhere) == 1.0
+    assert band_energy(blurred, everywhere) / band_energy(texture, everywhere) < 0.1
+
+
+def test_gradient_correlation_is_one_for_the_same_detail_and_zero_for_unrelated_detail():
+    truth = 0.3 + 0.05 * white_noise(4, 256)
+    everywhere = np.ones(truth.shape, bool)
+    assert gradient_correlation(truth, truth, everywhere) == pytest.approx(1.0, abs=1e-9)
+    assert gradient_correlation(2.0 * truth, truth, everywhere) == pytest.approx(1.0, abs=1e-6)     # a gain does not count
+    assert abs(gradient_correlation(0.3 + 0.05 * white_noise(5, 256), truth, everywhere)) < 0.03
+    assert abs(gradient_correlation(np.roll(truth, 3, axis=1), truth, everywhere)) < 0.03          # misplaced detail
+    blurred = gradient_correlation(cv2.GaussianBlur(truth, (0, 0), 1.0), truth, everywhere)
+    assert 0.3 < blurred < 0.9, blurred
+
+
+def test_gradient_correlation_ignores_the_holes_around_the_observed_texels():
+    truth = 0.3 + 0.05 * white_noise(6, 256)
+    observed = np.zeros(truth.shape, bool)
+    observed[40:200, 30:220] = True
+    holes_black = np.where(observed, truth, 0.0)                         # an unobserved texel next to an observed one
+    holes_filled = np.where(observed, truth, 0.3 + 0.05 * white_noise(7, 256))
+    assert gradient_correlation(holes_black, truth, observed) == pytest.approx(1.0, abs=1e-9)
+    assert gradient_correlation(holes_filled, truth, observed) == pytest.approx(1.0, abs=1e-9)
+    assert math.isnan(gradient_correlation(truth, truth, np.eye(256, dtype=bool)))      # no 3 x 3 fully observed

@@ -25,8 +25,9 @@ SSIM_TRUNCATE = 3.5                      # window radius in sigmas (an 11 x 11 w
 SSIM_C1 = 0.01 ** 2                      # stabilisers for a dynamic range of 1
 SSIM_C2 = 0.03 ** 2
 LUMINANCE = SRGB_TO_XYZ[1]               # Y of linear sRGB
-__all__ = ["delta_e2000", "exposure_gain", "ita_degrees", "linear_srgb_to_lab", "luminance", "psnr",
-           "rigid_alignment_error_m", "shading_leakage", "ssim"]
+HF_BAND_OF_NYQUIST = (1 / 8, 1 / 2)      # the band of skin micro-detail (pores, fine lines) of albedo_hf_energy_ratio
+__all__ = ["band_energy", "delta_e2000", "exposure_gain", "gradient_correlation", "ita_degrees", "linear_srgb_to_lab",
+           "luminance", "psnr", "rigid_alignment_error_m", "shading_leakage", "ssim"]
 
 
 def psnr(a_srgb: np.ndarray, b_srgb: np.ndarray, mask: np.ndarray) -> float:
@@ -168,3 +169,71 @@ def rigid_alignment_error_m(points: np.ndarray, reference: np.ndarray, with_scal
     scale = float((singular * np.diag(correction)).sum() / (p_centred ** 2).sum()) if with_scale else 1.0
     aligned = scale * p_centred @ rotation + q.mean(0)
     return float(np.linalg.norm(aligned - q, axis=1).mean())
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 linear luminance of an (H, W, 3) linear RGB image, or an (H, W) one as it is."""
+    image = np.asarray(image)
+    return np.ascontiguousarray((luminance(image) if image.ndim == 3 else image).astype(np.float32))
+
+
+def band_energy(image: np.ndarray, mask: np.ndarray, low: float = HF_BAND_OF_NYQUIST[0],
+                high: float = HF_BAND_OF_NYQUIST[1]) -> float:
+    """Mean squared linear luminance, over the masked texels, of the image's spatial frequencies between ``low``
+    and ``high`` (fractions of the Nyquist frequency, 0.5 cycles per texel): the energy of its fine detail.
+
+    The band is the difference of two Gaussian low-passes, each with the cut-off
+    f_c of one band edge: sigma = 1 / (2 pi f_c) texels, whose response at f_c is
+    e^-1/2 and which passes as much white-noise energy as an ideal low-pass at
+    f_c. A Fourier transform would mix in whatever lies outside the mask (the
+    gutter, the other UV islands, unobserved texels); here each low-pass is a
+    normalised convolution instead -- the blur of image x mask over the blur of
+    the mask -- so at a masked texel it averages masked texels only, and the
+    mask's edge adds no energy. The band's edges are soft: unit white noise
+    gives 0.178 for the default band, close to an ideal band's share of the
+    frequency square, pi (high^2 - low^2) / 4 = 0.184, but a band only an
+    octave wide keeps about 60 % of its ideal share. A gain g on the image
+    scales the energy by g^2. NaN for an empty mask.
+    """
+    import cv2
+
+    if not 0.0 < low < high <= 1.0:
+        raise ValueError(f"the band must satisfy 0 < low < high <= 1 (of Nyquist), not {low}..{high}")
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return math.nan
+    weight = mask.astype(np.float32)
+    weighted = _grey(image) * weight
+
+    def lowpass(cutoff_of_nyquist: float) -> np.ndarray:
+        """The normalised convolution at the masked texels (where the blurred weight is never 0)."""
+        sigma = 1.0 / (math.pi * cutoff_of_nyquist)          # 1 / (2 pi f_c), f_c = cutoff x 0.5 cycles per texel
+        total, count = (cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)[mask] for x in (weighted, weight))
+        return total / count
+
+    band = lowpass(high).astype(np.float64) - lowpass(low)
+    return float(np.mean(band ** 2))
+
+
+def gradient_correlation(estimate_linear: np.ndarray, truth_linear: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of the gradient magnitudes (3 x 3 Sobel of linear luminance) of the estimate and the
+    truth over the masked texels whose 3 x 3 neighbourhood is all masked (a gradient across the mask's edge
+    would measure the hole or gutter beyond it, not the texture): 1 = the same edges and detail in the same
+    places, 0 = unrelated. Images are (H, W, 3) linear RGB or (H, W) luminance; a gain on either leaves the
+    value unchanged. NaN when fewer than 3 texels count or either gradient does not vary.
+    """
+    import cv2
+
+    inner = cv2.erode(np.asarray(mask, np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                      borderValue=0) > 0
+
+    def gradient(image: np.ndarray) -> np.ndarray:
+        grey = _grey(image)
+        return np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))[inner].astype(np.float64)
+
+    if inner.sum() < 3:
+        return math.nan
+    a, b = gradient(estimate_linear), gradient(truth_linear)
+    if a.std() < 1e-12 or b.std() < 1e-12:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])

@@ -21,10 +21,14 @@ their physical size whatever the UV stretch: anchors (eye centres, nose tip,
 mouth, chin) are found from the region masks and the rest surface, and
 regions (cheeks, nose, brows, eyelids, beard) are soft 3D distance fields
 around them. Smooth maps are computed on a 512^2 layout of the UV space and
-upsampled; fine detail (pores, hair strands, wrinkles, freckles, irises) is
-drawn at the output size with sizes in millimetres, its contrast kept area-
-true when a feature is smaller than a texel. The whole texture is filled,
-gutter included, so bilinear sampling never meets black.
+upsampled; fine detail (pores, the microrelief's furrows, the lips' lines,
+hair strands, wrinkles, freckles, irises) is drawn at the output size with
+sizes in millimetres, its contrast kept area-true when a feature is smaller
+than a texel (a pattern too fine for the texels fades out rather than
+aliasing), so a 2048^2 albedo has detail a 512^2 one cannot hold; the skin
+surface's micro-detail is zero-mean over a few millimetres, so it never
+shifts the skin model's colour. The whole texture is filled, gutter
+included, so bilinear sampling never meets black.
 
 Seeded and deterministic: the same seed (and size) gives bit-identical
 output. This module knows head models and arrays; it reads and writes no
@@ -74,6 +78,7 @@ LUT_STEPS = 64
 VENOUS_OXY_RATIO = 0.4                 # blood under thin eyelid skin and dark circles: venous, purple
 
 FIELD_SIZE = 512                       # resolution of the smooth maps (upsampled to the output size)
+SURFACE_MEAN_MM = 2.0                  # the skin's micro-detail averages out over this: texture, not a colour change
 
 
 def _cie_observer(wavelengths_nm: np.ndarray) -> np.ndarray:
@@ -720,6 +725,84 @@ def _wrinkles(canvas: _Canvas, rng: np.random.Generator, skin: SkinParams) -> np
     return np.minimum(out, 1.0)
 
 
+def _resolved(period_mm: float, texel_mm: float) -> float:
+    """Contrast kept by a repeating pattern of this period: 1 from three texels up, fading to 0 at one texel
+    (a finer pattern averages out within each texel; drawn as it is it would alias into false texel noise)."""
+    return float(np.clip((period_mm / texel_mm - 1.0) / 2.0, 0.0, 1.0))
+
+
+def _microrelief(canvas: _Canvas, rng: np.random.Generator, cells_per_mm2: float, weight: np.ndarray,
+                 width_mm: float) -> np.ndarray:
+    """(size, size) coverage of the skin's microrelief, times ``weight`` (F, F): the fine furrows that divide its
+    surface into polygonal plateaus, the edges of a Voronoi network of ``cells_per_mm2`` cells.
+
+    Every furrow between two cells has its own depth (primary and secondary lines). OpenCV's labelled
+    distance transform gives each texel its nearest seed; the two nearest among the labels of its 3 x 3
+    neighbourhood, at their sub-texel positions, give its distance to the edge between them (the bisector),
+    so the lines are smooth at any angle and their profile is area-true (``_line_profile``). Zero where the
+    cells are too small for the texels to resolve (``_resolved``).
+    """
+    import cv2
+
+    size = canvas.size
+    contrast = _resolved(cells_per_mm2 ** -0.5, canvas.texel_mm)
+    if contrast == 0.0:
+        return np.zeros((size, size), np.float32)
+    points = _scatter(rng, np.where(weight > 0.05, cells_per_mm2, 0.0), canvas.layout, size)
+    rows, cols = np.clip(points.row.astype(np.int64), 0, size - 1), np.clip(points.col.astype(np.int64), 0, size - 1)
+    seeds = np.ones((size, size), np.uint8)
+    seeds[rows, cols] = 0
+    _, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL)
+    seed_row = np.zeros(int(labels.max()) + 1, np.float32)
+    seed_col = np.zeros_like(seed_row)
+    seed_row[labels[rows, cols]], seed_col[labels[rows, cols]] = points.row, points.col
+    depth = rng.uniform(0.3, 1.0, len(seed_row)).astype(np.float32)
+
+    centres = np.arange(size, dtype=np.float32) + 0.5
+    texel_row, texel_col = centres[:, None], centres[None, :]
+
+    def squared_distance(label: np.ndarray) -> np.ndarray:
+        return (texel_row - seed_row[label]) ** 2 + (texel_col - seed_col[label]) ** 2
+
+    padded = np.pad(labels, 1, mode="edge")
+    nearest, nearest_label = squared_distance(labels), labels.copy()
+    second, second_label = np.full((size, size), np.inf, np.float32), labels.copy()
+    for dr, dc in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):   # the 8 neighbours' labels
+        label = padded[dr:dr + size, dc:dc + size]
+        distance = squared_distance(label)
+        closer = distance < nearest
+        runner_up = (distance > nearest) & (distance < second)
+        for target, value, where in ((second, nearest, closer), (second_label, nearest_label, closer),
+                                     (second, distance, runner_up), (second_label, label, runner_up),
+                                     (nearest, distance, closer), (nearest_label, label, closer)):
+            np.copyto(target, value, where=where)
+    apart = np.hypot(seed_row[second_label] - seed_row[nearest_label], seed_col[second_label] - seed_col[nearest_label])
+    to_edge_mm = (second - nearest) / np.maximum(2.0 * apart, 1e-3) * canvas.texel_mm     # to the bisector
+    furrows = 0.5 * (depth[nearest_label] + depth[second_label]) * _line_profile(to_edge_mm, width_mm, canvas.texel_mm)
+    # the weight also ends the cells, which reach wherever their seed is the nearest, at the skin's edge
+    return (contrast * furrows * _resize(weight.astype(np.float32), size)).astype(np.float32)
+
+
+def _lip_lines(canvas: _Canvas, rng: np.random.Generator, skin: SkinParams) -> np.ndarray:
+    """(size, size) darkening of the vertical furrows of the lips (sulci labiorum): about 1 mm apart, wavy and
+    broken into segments, deeper with age."""
+    a = canvas.layout.anchors
+    out = np.zeros((canvas.size, canvas.size), np.float32)
+    spacing = a.mm(1.0)
+    contrast = _resolved(spacing * 1e3, canvas.texel_mm)
+    if contrast == 0.0:
+        return out
+    texture_mm = FIELD_SIZE * canvas.layout.face_mm_per_texel
+    waviness = _resize(_fbm(rng, FIELD_SIZE, texture_mm / 4.0, 2), canvas.size)
+    presence = np.clip(0.4 + 0.8 * _resize(_fbm(rng, FIELD_SIZE, texture_mm / 1.5, 2), canvas.size), 0.0, 1.0)
+    for window in canvas.windows(canvas.layout.fields["lips"], threshold=0.1):
+        phase = (canvas.field("position", window)[..., 0] - a.mouth[0]) / spacing + 0.35 * waviness[window]
+        distance_mm = np.abs(phase - np.round(phase)) * spacing * 1e3
+        lines = _line_profile(distance_mm, 0.15 + 0.1 * skin.wrinkles, canvas.texel_mm)
+        out[window] = contrast * (0.5 + 0.5 * skin.wrinkles) * canvas.field("lips", window) * presence[window] * lines
+    return out
+
+
 def _eye_colours(canvas: _Canvas, rng: np.random.Generator, skin: SkinParams, window: Window) -> np.ndarray:
     """(h, w, 3) eyeball albedo in a window: sclera, a fibrous iris of the identity's colour, limbal ring, pupil."""
     a = canvas.layout.anchors
@@ -753,6 +836,8 @@ def _lash_line(canvas: _Canvas, window: Window) -> np.ndarray:
 
 def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: SkinParams | None = None) -> Albedo:
     """A (size, size) linear UV albedo of ``model`` for identity ``skin`` (default: ``sample_skin(seed)``)."""
+    import cv2
+
     from ..texture.delight import FIXED_COLOURS
 
     if size < 64:
@@ -761,7 +846,7 @@ def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: Ski
     layout = _layout(model)
     canvas = _Canvas(layout, size)
     f = layout.fields
-    rng = [np.random.default_rng([int(seed), k]) for k in range(10)]   # one stream per layer: layers stay independent
+    rng = [np.random.default_rng([int(seed), k]) for k in range(12)]   # one stream per layer: layers stay independent
     texture_mm = FIELD_SIZE * layout.face_mm_per_texel                # the texture's width in face millimetres
 
     def noise(stream: int, scale_mm: float, octaves: int) -> np.ndarray:
@@ -801,16 +886,25 @@ def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: Ski
         _blend(rgb, window, venous_rgb, venous[window])
     del melanin, blood, venous, lut_rows, lut_cols
 
-    # texture of the skin surface: pores (larger and denser on nose and cheeks) and fine wrinkles
-    pore_density = (0.5 + 0.5 * skin.pores) * plain_skin * (1 - 0.8 * f["upper_lid"]) * (
-        0.3 + 0.6 * f["nose"] + 0.35 * f["cheek"] + 0.15 * f["forehead"] + 0.25 * f["chin"])
+    # texture of the skin surface, drawn at the output size: pores (50-180 per cm^2 on the face, 0.05-0.2 mm,
+    # larger and denser on nose and cheeks, each a dark orifice in a shallow funnel), the microrelief's furrows,
+    # the lips' vertical lines, all of it zero-mean beyond SURFACE_MEAN_MM so the skin keeps its colour; then
+    # fine wrinkles
+    pore_density = (0.6 + 0.4 * skin.pores) * plain_skin * (1 - 0.8 * f["upper_lid"]) * (
+        0.4 + 1.4 * f["nose"] + 0.6 * f["cheek"] + 0.3 * f["forehead"] + 0.4 * f["chin"])   # per mm^2
     points = _scatter(rng[4], pore_density, layout, size)
     count = len(points.row)
     bigness = np.clip(f["nose"] + 0.6 * f["cheek"], 0.0, 1.0).ravel()[points.field_index]
-    pores = _blobs(points, (0.06 + 0.1 * bigness) * rng[4].uniform(0.7, 1.3, count), rng[4].uniform(0.5, 1.0, count), layout, size)
-    darkening = (0.2 + 0.25 * skin.pores) * pores + 0.16 * _wrinkles(canvas, rng[5], skin)
+    radius_mm = (0.06 + 0.1 * bigness) * rng[4].uniform(0.8, 1.25, count)
+    strength = rng[4].uniform(0.5, 1.0, count)
+    pores = _blobs(points, radius_mm, strength, layout, size) + 0.4 * _blobs(points, 2.5 * radius_mm, strength, layout, size)
+    relief = _microrelief(canvas, rng[10], 2.0, plain_skin * (1 - 0.5 * f["upper_lid"]), 0.12)   # cells ~0.7 mm
+    surface = ((0.2 + 0.25 * skin.pores) * pores + (0.12 + 0.12 * skin.wrinkles) * relief
+               + 0.35 * _lip_lines(canvas, rng[11], skin))
+    surface -= cv2.GaussianBlur(surface, (0, 0), SURFACE_MEAN_MM / canvas.texel_mm)
+    darkening = surface + 0.16 * _wrinkles(canvas, rng[5], skin)
     rgb *= 1.0 - darkening[..., None] * np.array([0.85, 1.0, 1.05], np.float32)   # creases look a little red
-    del pores, darkening
+    del pores, relief, surface, darkening
 
     # hair: brows, stubble, scalp
     _hair(rgb, canvas, rng[6], 2.2 * f["brow"], skin.hair_rgb, 7.0, 0.07, (12.0, 30.0))
