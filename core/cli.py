@@ -81,6 +81,7 @@ def _cmd_reconstruct(args: argparse.Namespace, progress: Progress) -> dict[str, 
     capture, outcomes = reconstruct(
         args.video, args.output, progress, until=args.until, force=tuple(args.force), replace_source=args.replace_source,
         params=_stage_params(args), texture_method=args.texture_method, weights_dir=args.weights_dir, device=args.device,
+        detail=args.detail,
     )
     return {
         "capture": str(capture.root.resolve()),
@@ -288,6 +289,18 @@ def _cmd_train_gmug(args: argparse.Namespace, progress: Progress) -> dict[str, A
                       progress=progress.stage("train-gmug"))
 
 
+def _cmd_train_enhance(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .enhance.train import EnhanceTrainConfig, export_enhance, train_enhance
+
+    check_output_path(args.out, "--out")
+    work = args.work or Path(args.out) / ".enhance_run"
+    if args.export_only:
+        return export_enhance(args.out, work, device=args.device)
+    config = EnhanceTrainConfig(minutes=args.minutes, batch=args.batch, identities=args.identities, seed=args.seed)
+    return train_enhance(args.out, work, config, device=args.device, resume=args.resume,
+                         progress=progress.stage("train-enhance"))
+
+
 def _head_from_args(args: argparse.Namespace):
     from .head.source import load_head
 
@@ -352,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--texture-method", choices=("auto", "gmug", "classic"), default="auto",
                      help="auto (default): GMug when its weights are installed, else classic; gmug: the learned "
                           "delighting and completion; classic: spherical-harmonics delighting, no network")
+    rec.add_argument("--detail", choices=("none", "enhance"), default="none",
+                     help="enhance: after GMug, add skin detail with the diffusion model (textures/albedo.png; "
+                          "off by default until the bench shows the shipped weights help); none (default)")
     rec.set_defaults(handler=_cmd_reconstruct)
 
     preview = commands.add_parser("fit-preview", help="draw the fitted head over the frames into a video, to check the fit")
@@ -472,6 +488,21 @@ def build_parser() -> argparse.ArgumentParser:
     gmug.add_argument("--faceid-weight", type=float, default=0.2, help="weight of the FaceID loss (default 0.2; 0 disables)")
     gmug.add_argument("--paired-fraction", type=float, default=1.0, help="share of samples used as paired targets (default 1)")
     gmug.set_defaults(handler=_cmd_train_gmug)
+    enhance = train_commands.add_parser("enhance", help="train the detail-enhancement diffusion network on crops of "
+                                        "synthetic 2048^2 albedos (generated into the run folder)",
+                                        epilog="example: studio-avatar train enhance --out weights/ --minutes 90")
+    enhance.add_argument("--out", required=True, help="folder for enhance_<T>.safetensors")
+    enhance.add_argument("--work", type=Path, default=None, help="run folder: albedo crops, checkpoint, losses.jsonl, "
+                         "sample sheets (default OUT/.enhance_run)")
+    enhance.add_argument("--resume", action="store_true", help="continue the run in --work (only --minutes may change)")
+    enhance.add_argument("--export-only", action="store_true", help="write the weights from --work's latest checkpoint")
+    enhance.add_argument("--minutes", type=number_in(0.1, 10000, float), default=60.0,
+                         help="wall-clock budget of the whole run (default 60)")
+    enhance.add_argument("--batch", type=number_in(1, 512), default=16, help="crops per step (default 16)")
+    enhance.add_argument("--identities", type=number_in(5, 10000), default=48,
+                         help="synthetic albedos to train on, 4 of them held out (default 48)")
+    enhance.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    enhance.set_defaults(handler=_cmd_train_enhance)
 
     head = commands.add_parser("head", help="inspect or export the head model (open head, or FLAME with --flame)")
     head_commands = head.add_subparsers(dest="head_command", metavar="HEAD_COMMAND", required=True)

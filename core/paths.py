@@ -27,6 +27,7 @@ def default_cache_dir() -> Path:
 
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 GMUG_WEIGHTS_NAME = "gmug_128.safetensors"        # the GMug stage's weights inside the weights folder
+ENHANCE_WEIGHTS_NAME = "enhance_64.safetensors"   # the enhance stage's
 
 
 def weights_dir() -> Path:

@@ -4,7 +4,9 @@ Each stage lives in its own module. The texture method decides how far the
 pipeline goes: ``classic`` stops after ``delight_classic``; ``gmug`` and
 ``auto`` (the default) also run ``gmug`` when its weights load, and fall back
 to the classic texture with a one-line warning when they are missing or
-corrupt.
+corrupt. ``detail="enhance"`` then also runs ``enhance`` (skin detail by
+diffusion) when its weights load; it is off by default until the bench shows
+that the shipped weights help (issue 15).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .capture import Capture, describe_source
 from .errors import CaptureError, InputError
 from .fit import FIT_STAGE
 from .frames import FRAMES_STAGE
+from .enhance.stage import ENHANCE_STAGE, EnhanceParams
 from .gmug.stage import GMUG_STAGE, GMugParams
 from .preview import PREVIEW_STAGE
 from .track import TRACK_STAGE
@@ -27,35 +30,57 @@ from .texture.unwrap import UNWRAP_STAGE
 from .video import probe_video
 
 RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE, FIT_STAGE, UNWRAP_STAGE, DELIGHT_CLASSIC_STAGE,
-                           GMUG_STAGE])
+                           GMUG_STAGE, ENHANCE_STAGE])
 TEXTURE_METHODS = ("auto", "gmug", "classic")
+DETAIL_METHODS = ("none", "enhance")
+
+
+def _checked_weights(weights_dir: str | os.PathLike | None, name: str, what: str) -> tuple[str, str]:
+    """(resolved path, sha256) of the weights file ``name``; WeightsError if it is missing."""
+    from .hashing import path_sha256
+    from .paths import weights_dir as default_weights_dir
+    from .weights import require_weights_file
+
+    path = (Path(weights_dir or default_weights_dir()) / name).resolve()
+    require_weights_file(path, what)
+    return str(path), path_sha256(path)
 
 
 def gmug_params(weights_dir: str | os.PathLike | None = None, device: str = "auto") -> GMugParams:
     """Params of the gmug stage with the shipped (or ``weights_dir``'s) weights; WeightsError if they are unusable."""
     from .device import resolve_device
     from .gmug.weights import load_gmug_cached
-    from .hashing import path_sha256
-    from .paths import GMUG_WEIGHTS_NAME, weights_dir as default_weights_dir
-    from .weights import require_weights_file
+    from .paths import GMUG_WEIGHTS_NAME
 
-    path = (Path(weights_dir or default_weights_dir()) / GMUG_WEIGHTS_NAME).resolve()
-    require_weights_file(path)
-    sha256 = path_sha256(path)
-    load_gmug_cached(str(path), sha256, resolve_device(device))     # checked now; the stage reuses what was loaded
-    return GMugParams(weights=str(path), weights_sha256=sha256, device=device)
+    path, sha256 = _checked_weights(weights_dir, GMUG_WEIGHTS_NAME, "GMug")
+    load_gmug_cached(path, sha256, resolve_device(device))     # checked now; the stage reuses what was loaded
+    return GMugParams(weights=path, weights_sha256=sha256, device=device)
+
+
+def enhance_params(weights_dir: str | os.PathLike | None = None, device: str = "auto") -> EnhanceParams:
+    """Params of the enhance stage with the shipped (or ``weights_dir``'s) weights; WeightsError if they are unusable."""
+    from .device import resolve_device
+    from .enhance.weights import load_enhance_cached
+    from .paths import ENHANCE_WEIGHTS_NAME
+
+    path, sha256 = _checked_weights(weights_dir, ENHANCE_WEIGHTS_NAME, "enhance")
+    load_enhance_cached(path, sha256, resolve_device(device))
+    return EnhanceParams(weights=path, weights_sha256=sha256, device=device)
 
 
 def texture_plan(method: str, until: str | None, params: dict[str, Any], progress: Progress,
-                 weights_dir: str | os.PathLike | None = None, device: str = "auto") -> str | None:
-    """The last stage to run for texture ``method``; puts the gmug params into ``params`` when GMug will run."""
+                 weights_dir: str | os.PathLike | None = None, device: str = "auto", detail: str = "none") -> str | None:
+    """The last stage to run for texture ``method`` and ``detail``; puts the learned stages' params into ``params``
+    for those that will run (a learned stage whose weights do not load is left out with a one-line warning)."""
     if method not in TEXTURE_METHODS:
         raise InputError(f"unknown texture method {method!r}; choose one of {', '.join(TEXTURE_METHODS)}")
+    if detail not in DETAIL_METHODS:
+        raise InputError(f"unknown detail method {detail!r}; choose one of {', '.join(DETAIL_METHODS)}")
     names = RECONSTRUCTION.names()
-    wants_gmug = until is None or names.index(until) >= names.index(GMUG_STAGE.name)
-    if not wants_gmug:
+    last = names.index(until) if until else len(names) - 1
+    if last < names.index(GMUG_STAGE.name):
         return until
-    from .weights import WeightsError      # imports torch: only when GMug may run
+    from .weights import WeightsError      # imports torch: only when a learned stage may run
     if method != "classic" and "gmug" not in params:
         try:
             params["gmug"] = gmug_params(weights_dir, device)
@@ -63,6 +88,14 @@ def texture_plan(method: str, until: str | None, params: dict[str, Any], progres
             progress.warning(GMUG_STAGE.name, f"{error}; using the classic texture instead")
     if method == "classic" or "gmug" not in params:
         return DELIGHT_CLASSIC_STAGE.name
+    if last < names.index(ENHANCE_STAGE.name) or (detail == "none" and until != ENHANCE_STAGE.name):
+        return GMUG_STAGE.name if until is None else until
+    if "enhance" not in params:
+        try:
+            params["enhance"] = enhance_params(weights_dir, device)
+        except WeightsError as error:
+            progress.warning(ENHANCE_STAGE.name, f"{error}; the albedo stays without added detail")
+            return GMUG_STAGE.name
     return until
 
 
@@ -88,6 +121,7 @@ def reconstruct(
     texture_method: str = "auto",
     weights_dir: str | os.PathLike | None = None,
     device: str = "auto",
+    detail: str = "none",
 ) -> tuple[Capture, list[StageOutcome]]:
     """Run the reconstruction stages for ``video`` in ``capture_dir``, skipping what is up to date.
 
@@ -98,7 +132,7 @@ def reconstruct(
     for name in ([until] if until else []) + list(force):     # every name checked before any folder is made
         RECONSTRUCTION.get(name)
     params = dict(params or {})
-    until = texture_plan(texture_method, until, params, progress, weights_dir, device)
+    until = texture_plan(texture_method, until, params, progress, weights_dir, device, detail)
     capture, source = open_or_create_capture(video, capture_dir)
     with capture.locked():
         if source["sha256"] != capture.source.get("sha256") and not replace_source:

@@ -51,7 +51,7 @@ def test_reconstruct_writes_a_capture_then_skips_when_up_to_date(cli, clip_30, t
     status = json.loads(cli("status", str(capture)).stdout)
     assert [(s["stage"], s["status"]) for s in status["stages"]] == [
         ("preview", "done"), ("frames", "pending"), ("track", "pending"), ("fit", "pending"),
-        ("unwrap", "pending"), ("delight_classic", "pending"), ("gmug", "pending")]
+        ("unwrap", "pending"), ("delight_classic", "pending"), ("gmug", "pending"), ("enhance", "pending")]
 
 
 def test_capture_of_another_video_is_not_overwritten_without_asking(cli, clip_30, tmp_path):

@@ -156,3 +156,65 @@ def test_weights_round_trip_and_bad_files_are_refused_in_one_line(tmp_path):
     save_enhance(other, EnhanceConfig(channels=(8, 16), tile=32), build_unet(EnhanceConfig(channels=(8, 24), tile=32)), {})
     with pytest.raises(WeightsError, match="has shape"):
         load_enhance(other)
+
+
+# -- the stage and the pipeline's plan ---------------------------------------------------------------------------
+
+def tiny_weights(folder):
+    path = folder / "enhance_64.safetensors"
+    save_enhance(path, TINY, tiny_pipeline().unet, {"steps": 0})
+    return path
+
+
+def test_stage_adds_detail_on_the_skin_and_keeps_the_rest(tmp_path):
+    from stage_fixtures import new_capture
+
+    from studio_avatar.core.enhance.stage import ENHANCE_STAGE, FINAL_PNG, EnhanceParams, skin_layout
+    from studio_avatar.core.hashing import path_sha256
+    from studio_avatar.core.progress import Progress
+    from studio_avatar.core.stages import adopt_outputs, run_stage
+    from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, write_png16
+
+    base, phone, coverage = textures(size=128)
+    capture = new_capture(tmp_path / "cap")
+    (capture.root / "textures").mkdir()
+    write_png16(capture.root / "textures" / "gmug.png", linear_to_srgb(base))
+    write_png16(capture.root / "textures" / "phone.png", linear_to_srgb(phone))
+    write_png16(capture.root / "textures" / "coverage.png", coverage)
+    adopt_outputs(capture, "unwrap", ["textures/phone.png", "textures/coverage.png"])
+    adopt_outputs(capture, "gmug", ["textures/gmug.png"], inputs=["textures/phone.png"])
+    weights = tiny_weights(tmp_path)
+    params = EnhanceParams(weights=str(weights), weights_sha256=path_sha256(weights), device="cpu", steps=2)
+    outcome = run_stage(capture, ENHANCE_STAGE, params, Progress())
+    assert outcome.status == "done"
+    final, gmug = read_image(capture.path(FINAL_PNG)), read_image(capture.path("textures/gmug.png"))
+    skin = skin_layout(128)
+    assert final.shape == gmug.shape and 0.2 < skin.mean() < 0.95
+    assert np.abs(final - gmug)[~skin].max() < 2e-4                          # eyes, mouth, gutter: GMug's texels
+    assert np.abs(final - gmug)[skin].mean() > 1e-3                          # skin: detail added
+    metrics = capture.stage_record("enhance")["metrics"]
+    assert metrics["steps"] == 2 and metrics["tile"] == TINY.tile and metrics["device"] == "cpu"
+
+
+def test_the_plan_runs_enhance_only_when_asked_and_its_weights_load(tmp_path):
+    from test_gmug import tiny_models
+
+    from studio_avatar.core.pipeline import texture_plan
+    from studio_avatar.core.progress import CallbackSink, Progress
+
+    events = []
+    progress = Progress(CallbackSink(events.append))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "gmug_128.safetensors").write_bytes(tiny_models(tmp_path).read_bytes())
+    params = {}
+    assert texture_plan("auto", None, params, progress, weights, device="cpu", detail="enhance") == "gmug"
+    assert "enhance" not in params
+    assert [e["stage"] for e in events if e["type"] == "warning"] == ["enhance"]
+    tiny_weights(weights)
+    assert texture_plan("auto", None, params, progress, weights, device="cpu", detail="enhance") is None
+    assert params["enhance"].weights.endswith("enhance_64.safetensors") and params["enhance"].device == "cpu"
+    assert texture_plan("auto", None, {}, progress, weights, device="cpu") == "gmug"           # detail off by default
+    assert texture_plan("classic", None, {}, progress, weights, detail="enhance") == "delight_classic"
+    with pytest.raises(InputError, match="detail method"):
+        texture_plan("auto", None, {}, progress, weights, detail="sharpen")

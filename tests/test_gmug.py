@@ -248,7 +248,7 @@ def test_texture_plan_uses_gmug_when_weights_load_and_falls_back_with_one_warnin
     assert "gmug" not in params
     (weights / "gmug_128.safetensors").write_bytes(tiny_models(tmp_path).read_bytes())
     params = {}
-    assert texture_plan("gmug", None, params, progress, weights, device="cpu") is None
+    assert texture_plan("gmug", None, params, progress, weights, device="cpu") == "gmug"     # no detail asked for
     assert params["gmug"].weights.endswith("gmug_128.safetensors") and len(params["gmug"].weights_sha256) == 64
     assert params["gmug"].device == "cpu"
     assert texture_plan("classic", None, {}, progress, weights) == "delight_classic"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,10 @@ def load_enhance(path: str | os.PathLike, device: str = "cpu") -> tuple[EnhanceP
     unet = build_unet(config)
     load_module(unet, tensors, "unet.", path, WHAT)
     return EnhancePipeline(unet.to(device), config), json_metadata(metadata.get("info", "{}"), path, WHAT)
+
+
+@lru_cache(maxsize=2)
+def load_enhance_cached(path: str, sha256: str, device: str) -> EnhancePipeline:
+    """:func:`load_enhance`'s pipeline once per process for a file (``sha256`` keys its content) and device: the
+    pipeline checks the weights before it runs, the stage then uses the same loaded network."""
+    return load_enhance(path, device)[0]
