@@ -110,6 +110,18 @@ def test_tiled_inference_matches_untiled_and_leaves_no_seams():
     assert column_steps(blended) < 2.5 / 16                         # blended: ramps across the 16-texel overlaps
 
 
+def test_seam_ratio_sees_steps_at_tile_borders_only():
+    from studio_avatar.core.eval.metrics import seam_ratio
+
+    rng = np.random.default_rng(0)
+    smooth = rng.normal(0.5, 0.02, (64, 64, 3)).astype(np.float32)
+    borders = [16, 32, 48]
+    assert seam_ratio(smooth, borders, np.ones((64, 64), bool)) == pytest.approx(1.0, abs=0.1)
+    tiled = smooth + np.repeat(np.repeat(rng.normal(0, 0.05, (4, 4, 1)), 16, 0), 16, 1).astype(np.float32)
+    assert seam_ratio(tiled, borders, np.ones((64, 64), bool)) > 2.0
+    assert seam_ratio(tiled, [8, 24, 40], np.ones((64, 64), bool)) == pytest.approx(1.0, abs=0.25)    # not its borders
+
+
 def test_conditions_follow_the_phone_gradient_only_where_it_was_seen():
     base, phone, coverage = textures()
     phone[:, 31:] *= 0.5                                              # a vertical edge in the phone texture
@@ -218,3 +230,79 @@ def test_the_plan_runs_enhance_only_when_asked_and_its_weights_load(tmp_path):
     assert texture_plan("classic", None, {}, progress, weights, detail="enhance") == "delight_classic"
     with pytest.raises(InputError, match="detail method"):
         texture_plan("auto", None, {}, progress, weights, detail="sharpen")
+
+
+# -- training -------------------------------------------------------------------------------------------------------
+
+TINY_TRAIN = dict(batch=2, tile=32, channels=(8, 16), identities=3, held_out_identities=1, crops_per_identity=4,
+                  albedo_size=256, sample_steps=2)
+
+
+@pytest.fixture(scope="module")
+def crops_folder(tmp_path_factory):
+    """Albedo crops made once for the module's training runs (each run folder links to them)."""
+    from studio_avatar.core.enhance.data import PatchBank
+
+    folder = tmp_path_factory.mktemp("bank") / "albedo_crops"
+    PatchBank(folder, TINY_TRAIN["identities"], TINY_TRAIN["crops_per_identity"], TINY_TRAIN["tile"], 0, 256)
+    return folder
+
+
+def trainer_in(work, crops_folder):
+    from studio_avatar.core.enhance.train import EnhanceTrainConfig, _trainer
+
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "albedo_crops").exists():
+        (work / "albedo_crops").symlink_to(crops_folder)
+    return _trainer(EnhanceTrainConfig(**TINY_TRAIN), work, "cpu", None)
+
+
+def test_degraded_crops_are_what_a_capture_gives_and_base_plus_detail_is_the_truth(crops_folder):
+    from studio_avatar.core.enhance.data import MARGIN, PatchBank, degrade
+
+    bank = PatchBank(crops_folder, 3, 4, 32, 0, 256)
+    assert bank.crops.shape == (12, 32 + 2 * MARGIN, 32 + 2 * MARGIN, 3) and bank.crops.dtype == np.uint16
+    parts = degrade(bank.crops, np.random.default_rng(0), 32)
+    assert {k: v.shape for k, v in parts.items()} == {"base": (12, 32, 32, 3), "phone": (12, 32, 32, 3),
+                                                      "coverage": (12, 32, 32), "detail": (12, 32, 32, 3)}
+    truth = bank.crops[:, MARGIN:-MARGIN, MARGIN:-MARGIN].astype(np.float32) / 65535
+    rebuilt = parts["base"] + parts["detail"]
+    colour = (rebuilt.reshape(12, -1, 3).mean(1) / truth.reshape(12, -1, 3).mean(1))
+    assert np.abs(np.log(colour)).max() < 0.15                         # the truth, under a small colour error
+    assert np.abs(np.diff(parts["base"], axis=2)).mean() < 0.7 * np.abs(np.diff(truth, axis=2)).mean()   # blurred
+    assert abs(parts["detail"].mean()) < 0.01 and parts["detail"].std() > 1e-3
+    assert np.array_equal(degrade(bank.crops, np.random.default_rng(0), 32)["phone"], parts["phone"])    # seeded
+
+
+def test_training_resumes_exactly_where_it_stopped(tmp_path, crops_folder):
+    def run(folder, steps):
+        trainer = trainer_in(folder, crops_folder)
+        trainer.resume()
+        losses = []
+        for _ in range(steps):
+            losses.append(trainer.step())
+            trainer.state["step"] += 1
+        trainer.save()
+        return trainer, losses
+
+    straight, losses = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2)
+    resumed, _ = run(tmp_path / "b", 2)
+    for name, value in straight.unet.state_dict().items():
+        torch.testing.assert_close(resumed.unet.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+    assert all(np.isfinite(losses))
+
+
+def test_export_writes_loadable_weights_with_held_out_metrics(tmp_path, crops_folder):
+    import json
+
+    trainer = trainer_in(tmp_path / "run", crops_folder)
+    trainer.step()
+    trainer.state["step"] = 1
+    summary = trainer.export(tmp_path / "out")
+    pipeline, info = load_enhance(summary["weights"])
+    assert pipeline.config == trainer.network and info["steps"] == 1
+    for key in ("held_psnr", "held_psnr_base", "held_hf_energy_ratio", "held_gradient_correlation"):
+        assert np.isfinite(info[key]), key
+    assert (tmp_path / "run" / "samples" / "latest.png").is_file()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["best_step"] == 1

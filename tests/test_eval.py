@@ -39,7 +39,8 @@ WARM_KEY = Light(ambient=(0.35, 0.30, 0.25), key=(0.90, 0.75, 0.55), direction=(
 SPEC = HeadClipSpec(frames=6, width=320, height=240, seed=5, yaw_deg=60.0, expression_strength=0.0, noise_sigma=1.0,
                     supersampling=1)
 PER_METHOD_KEYS = ("albedo_psnr_observed", "albedo_psnr_completed", "albedo_ssim_observed", "shading_leakage",
-                   "delta_e_face", "ita_error_deg", "identity_distance")
+                   "delta_e_face", "ita_error_deg", "identity_distance", "albedo_hf_energy_ratio_face",
+                   "albedo_gradient_correlation_observed")
 PER_CAPTURE_KEYS = ("geometry_error_mm", "coverage_face", "timings_s")
 
 # Sharma, Wu & Dalal (2005), Table 1: (L1, a1, b1), (L2, a2, b2), ΔE00 -- chosen to exercise the hue-angle
@@ -182,6 +183,8 @@ def test_ground_truth_against_itself_scores_perfectly(tmp_path, world):
     assert scores["albedo_ssim_observed"] == pytest.approx(1.0) and scores["albedo_ssim_completed"] == pytest.approx(1.0)
     assert scores["delta_e_face"] == 0.0 and scores["delta_e_face_mean_colour"] == 0.0 and scores["ita_error_deg"] == 0.0
     assert scores["exposure_gain"] == pytest.approx(1.0)
+    assert scores["albedo_hf_energy_ratio_face"] == pytest.approx(1.0)
+    assert scores["albedo_gradient_correlation_observed"] == pytest.approx(1.0)
     assert scores["identity_distance"] < 1e-6
     assert math.isnan(scores["shading_leakage"])                 # no error left to correlate with anything
     assert result["geometry_error_mm"] < 1e-9

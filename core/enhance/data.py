@@ -30,7 +30,7 @@ import numpy as np
 
 from ..atomic import atomic_write_npz
 
-ALBEDO_SIZE = 2048            # texture size the crops come from (the Standard preset)
+ALBEDO_SIZE = 2048            # texture size the crops come from (the Standard preset's texel density)
 DOWNSCALE = (2.5, 4.5)        # how much coarser than 2048^2 the video sees the face
 MARGIN = 16                   # extra texels around each crop, so that blurs see real neighbours
 
@@ -38,15 +38,16 @@ MARGIN = 16                   # extra texels around each crop, so that blurs see
 class PatchBank:
     """``identities`` synthetic albedos' random skin crops of ``tile + 2 * MARGIN`` texels, (N, C, C, 3) uint16."""
 
-    def __init__(self, folder: Path, identities: int, crops: int, tile: int, seed: int, progress: Any = None) -> None:
+    def __init__(self, folder: Path, identities: int, crops: int, tile: int, seed: int, albedo_size: int = ALBEDO_SIZE,
+                 progress: Any = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.tile = tile
         side = tile + 2 * MARGIN
         parts = []
         for identity in range(identities):
-            path = folder / f"identity{identity:04d}_{side}.npz"
+            path = folder / f"identity{identity:04d}_{albedo_size}_{side}.npz"
             if not path.is_file():
-                atomic_write_npz(path, crops=_skin_crops(seed + identity, crops, side))
+                atomic_write_npz(path, crops=_skin_crops(seed + identity, crops, side, albedo_size))
             with np.load(path) as data:
                 parts.append(data["crops"])
             if progress is not None:
@@ -58,15 +59,15 @@ class PatchBank:
         return np.concatenate([np.arange(i * self.per_identity, (i + 1) * self.per_identity) for i in identities])
 
 
-def _skin_crops(seed: int, count: int, side: int) -> np.ndarray:
+def _skin_crops(seed: int, count: int, side: int, albedo_size: int) -> np.ndarray:
     """``count`` crops of ``side`` texels lying inside the skin of one synthetic albedo (2x more on the face)."""
     from ..head.open_head import get_open_head
     from ..synth.albedo import generate_albedo, sample_skin
     from ..texture.uv import texel_geometry
 
     model = get_open_head(with_landmarks=False)
-    linear = generate_albedo(model, ALBEDO_SIZE, seed=seed, skin=sample_skin(seed)).linear
-    geometry = texel_geometry(model, ALBEDO_SIZE)
+    linear = generate_albedo(model, albedo_size, seed=seed, skin=sample_skin(seed)).linear
+    geometry = texel_geometry(model, albedo_size)
     skin = geometry.image(geometry.skin).numpy()
     face = geometry.image(geometry.regions["face"] & geometry.skin).numpy()
     rng = np.random.default_rng(seed)

@@ -62,6 +62,11 @@ class EnhancePipeline:
         self.scheduler = make_scheduler(config)
 
     @property
+    def default_overlap(self) -> int:
+        """Texels two neighbouring tiles share unless a call says otherwise: a quarter of the tile."""
+        return self.config.tile // 4
+
+    @property
     def device(self) -> Any:
         return next(self.unet.parameters()).device
 
@@ -89,7 +94,7 @@ class EnhancePipeline:
         """``overlap``: texels two neighbouring tiles share (default a quarter of the tile)."""
         import torch
 
-        overlap = self.config.tile // 4 if overlap is None else overlap
+        overlap = self.default_overlap if overlap is None else overlap
         layout = np.ones(coverage.shape, bool) if layout is None else np.asarray(layout, bool)
         self.check_inputs(base_linear, phone_linear, coverage, layout, steps, overlap)
         size = base_linear.shape[0]

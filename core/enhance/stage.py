@@ -67,7 +67,7 @@ def run_enhance(ctx: StageContext) -> None:
     denoised = time.monotonic()
     write_png16(ctx.output(FINAL_PNG), linear_to_srgb(enhanced))
     ctx.metrics.update({"device": device, "steps": params.steps, "texture_size": int(base.shape[0]),
-                        "tile": pipeline.config.tile, "weights": Path(params.weights).name,
+                        "tile": pipeline.config.tile, "overlap": pipeline.default_overlap, "weights": Path(params.weights).name,
                         "seconds_load": round(loaded - started, 2), "seconds_denoise": round(denoised - loaded, 2)})
 
 

@@ -28,7 +28,7 @@ from ..eval.metrics import band_energy, gradient_correlation, psnr
 from ..progress import StageProgress
 from ..texture.image_io import linear_to_srgb
 from ..weights import checkpoint_state, load_checkpoint, save_checkpoint
-from .data import PatchBank, degrade
+from .data import ALBEDO_SIZE, PatchBank, degrade
 from .model import EnhanceConfig, build_unet, detail_conditions
 from .pipeline import EnhancePipeline, make_scheduler
 from .weights import save_enhance
@@ -48,6 +48,7 @@ class EnhanceTrainConfig:
     channels: tuple[int, ...] = (16, 32, 64)    # U-Net widths (see EnhanceConfig)
     residual_scale: float = 0.03                # about the detail residual's standard deviation in linear albedo
     identities: int = 48                        # synthetic albedos (the first held_out_identities are held out)
+    albedo_size: int = ALBEDO_SIZE              # their size: the texel density the network learns (tests use less)
     held_out_identities: int = 4
     crops_per_identity: int = 192
     learning_rate: float = 2e-4
@@ -105,7 +106,7 @@ class EnhanceTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     def held_out(self) -> dict[str, np.ndarray]:
         """The held-out crops' inputs, the same at every evaluation."""
@@ -172,7 +173,7 @@ class EnhanceTrainer:
 
 def _trainer(config: EnhanceTrainConfig, work: Path, device: str, progress: StageProgress | None) -> EnhanceTrainer:
     bank = PatchBank(work / "albedo_crops", config.identities, config.crops_per_identity, config.tile, config.seed,
-                     progress=progress)
+                     config.albedo_size, progress=progress)
     return EnhanceTrainer(config, bank, work, device)
 
 

@@ -135,6 +135,8 @@ def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, 
         if size not in truths:
             truths[size] = _truth_at(model, gt, coverage, rest_normals, size)
         scores = texture_metrics(estimate_srgb, truths[size], completed=name not in COMPLETED_NONE)
+        if name == "final":
+            scores["seam_ratio"] = _seam_ratio(capture, _linear(estimate_srgb), truths[size].skin)
         scores["identity_distance"] = math.nan
         if identity:
             scores["identity_distance"] = descriptor_distance(
@@ -182,6 +184,10 @@ def texture_metrics(estimate_srgb: np.ndarray, truth: TextureTruth, completed: b
            for image in (estimate_linear, truth.albedo_linear)]
     out["ita_deg"] = ita[0]
     out["ita_error_deg"] = ita[0] - ita[1]
+    truth_energy = metrics.band_energy(truth.albedo_linear, truth.face) if truth.face.any() else math.nan
+    out["albedo_hf_energy_ratio_face"] = (metrics.band_energy(estimate_linear, truth.face) / truth_energy
+                                          if truth_energy > 0 else math.nan)
+    out["albedo_gradient_correlation_observed"] = metrics.gradient_correlation(estimate_linear, truth.albedo_linear, face)
     return out
 
 
@@ -228,6 +234,9 @@ TABLE_ROWS = (
     ("delta_e_face_mean_colour", "skin-tone dE2000 (mean colours)"),
     ("ita_error_deg", "ITA error (deg)"),
     ("identity_distance", "identity distance (dlib, <0.6 same)"),
+    ("albedo_hf_energy_ratio_face", "fine-detail energy / truth's, face"),
+    ("albedo_gradient_correlation_observed", "gradient correlation, observed face"),
+    ("seam_ratio", "tile seam ratio (enhance; 1 = none)"),
 )
 
 
@@ -271,6 +280,19 @@ def _chosen_methods(capture: Capture, methods: list[str] | None) -> list[tuple[s
         raise CaptureError(f"{capture.root}: no texture to evaluate yet (looked for {', '.join(known.values())}); "
                            f"run `{TOOL_NAME} reconstruct VIDEO -o {capture.root}`")
     return present
+
+
+def _seam_ratio(capture: Capture, estimate_linear: np.ndarray, skin: np.ndarray) -> float:
+    """The enhance stage's tile seams: mean |gradient| across its tile borders over the mean elsewhere, on skin."""
+    from ..enhance.pipeline import tile_starts
+
+    record = (capture.stage_record("enhance") or {}).get("metrics", {})
+    if "tile" not in record or "overlap" not in record:
+        return math.nan
+    size, tile, overlap = estimate_linear.shape[0], int(record["tile"]), int(record["overlap"])
+    starts = tile_starts(size, min(tile, size), overlap)
+    borders = sorted({start + tile for start in starts[:-1]} | set(starts[1:]))
+    return metrics.seam_ratio(estimate_linear, borders, skin)
 
 
 def _check_same_video(capture: Capture, gt: Any, force: bool, progress: Any, warnings: list[str]) -> None:

@@ -27,7 +27,7 @@ SSIM_C2 = 0.03 ** 2
 LUMINANCE = SRGB_TO_XYZ[1]               # Y of linear sRGB
 HF_BAND_OF_NYQUIST = (1 / 8, 1 / 2)      # the band of skin micro-detail (pores, fine lines) of albedo_hf_energy_ratio
 __all__ = ["band_energy", "delta_e2000", "exposure_gain", "gradient_correlation", "ita_degrees", "linear_srgb_to_lab",
-           "luminance", "psnr", "rigid_alignment_error_m", "shading_leakage", "ssim"]
+           "luminance", "psnr", "rigid_alignment_error_m", "seam_ratio", "shading_leakage", "ssim"]
 
 
 def psnr(a_srgb: np.ndarray, b_srgb: np.ndarray, mask: np.ndarray) -> float:
@@ -237,3 +237,23 @@ def gradient_correlation(estimate_linear: np.ndarray, truth_linear: np.ndarray, 
     if a.std() < 1e-12 or b.std() < 1e-12:
         return math.nan
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def seam_ratio(image: np.ndarray, borders: list[int], mask: np.ndarray) -> float:
+    """Mean |luminance step| across the lines ``borders`` (the step from row/column b - 1 to b, both ways) over the
+    mean step elsewhere, on steps whose two texels are both in ``mask``: 1 = the borders do not show."""
+    grey = _grey(image).astype(np.float64)
+    mask = np.asarray(mask, bool)
+    across, inside = [], []
+    for axis in (0, 1):
+        step = np.abs(np.diff(grey, axis=axis))
+        valid = mask[1:] & mask[:-1] if axis == 0 else mask[:, 1:] & mask[:, :-1]
+        at_border = np.zeros(step.shape[axis], bool)
+        at_border[[b - 1 for b in borders if 0 < b < grey.shape[axis]]] = True
+        on_line = at_border[:, None] if axis == 0 else at_border[None, :]
+        across.append(step[valid & on_line])
+        inside.append(step[valid & ~on_line])
+    across_all, inside_all = np.concatenate(across), np.concatenate(inside)
+    if len(across_all) == 0 or len(inside_all) == 0 or inside_all.mean() == 0:
+        return math.nan
+    return float(across_all.mean() / inside_all.mean())
