@@ -1,6 +1,7 @@
 """The quality benchmark: synthetic phone captures from light to dark skin under different light, every texture method scored.
 
-Usage: .venv/bin/python bench/quality.py [--frames 48] [--size 512] [--texture-size 1024] [--only NAME ...] [--fresh]
+Usage: .venv/bin/python bench/quality.py [--frames 48] [--size 512] [--texture-size 1024] [--detail none|enhance]
+       [--weights-dir DIR] [--only NAME ...] [--fresh]
 
 For each capture of the fixed, seeded set below, ``studio-avatar synth``
 renders a phone video with Cycles (its time is checked against the target:
@@ -62,6 +63,7 @@ CAPTURES = {
     "dark/city": (106, 0.97, "city"),
 }
 METHODS = ("phone", "delit_classic", "gmug", "final")
+METHOD_FILES = (("final", "textures/albedo.png"),)
 COLUMNS = (  # key, header, format
     ("albedo_psnr_observed", "PSNR obs", "{:.2f}"),
     ("albedo_psnr_observed_matched", "PSNR obs (exp.)", "{:.2f}"),
@@ -72,6 +74,9 @@ COLUMNS = (  # key, header, format
     ("delta_e_face_mean_colour", "ΔE00 tone", "{:.2f}"),
     ("ita_error_deg", "ITA err°", "{:+.1f}"),
     ("identity_distance", "identity", "{:.3f}"),
+    ("albedo_hf_energy_ratio_face", "HF energy ratio", "{:.2f}"),
+    ("albedo_gradient_correlation_observed", "grad. corr. obs", "{:.3f}"),
+    ("seam_ratio", "seams", "{:.2f}"),
 )
 
 
@@ -135,6 +140,8 @@ def main():
     parser.add_argument("--only", nargs="*", default=None, help="capture names (e.g. dark/city)")
     parser.add_argument("--fresh", action="store_true", help="re-render the synthetic captures")
     parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument("--detail", choices=("none", "enhance"), default="none", help="also run the enhance stage (final)")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="the learned stages' weights (default: weights/)")
     args = parser.parse_args()
 
     model = get_open_head()
@@ -149,7 +156,8 @@ def main():
         capture_dir = folder / "capture"
         started = time.perf_counter()
         capture, outcomes = reconstruct(folder / "synth" / G.VIDEO_NAME, capture_dir, Progress(),
-                                        params={"unwrap": UnwrapParams(texture_size=args.texture_size, reference_size=min(512, args.texture_size))})
+                                        params={"unwrap": UnwrapParams(texture_size=args.texture_size, reference_size=min(512, args.texture_size))},
+                                        detail=args.detail, weights_dir=args.weights_dir)
         reconstruct_s = time.perf_counter() - started
         started = time.perf_counter()
         scores = json_ready(evaluate_capture(capture.root, folder / "synth", identity=not args.no_identity))
@@ -159,7 +167,7 @@ def main():
 
         images = {"truth": linear_to_srgb(truth.albedo_linear)}
         for method in scores["methods"]:
-            path = capture.path(f"textures/{method}.png")
+            path = capture.path(dict(METHOD_FILES).get(method, f"textures/{method}.png"))
             if path.is_file():
                 images[method] = read_image(path)
         sheet_rows.append((f"{name}  ITA {truth.scene['skin']['ita_deg']:.0f}", images))
