@@ -103,7 +103,7 @@ class EnhancePipeline:
         generator = torch.Generator().manual_seed(seed)
         sample = torch.randn((1, 3, size, size), generator=generator).to(device)
         self.scheduler.set_timesteps(steps)
-        tiles = self._tiles(layout, overlap)
+        tiles = self.tiles(layout, overlap)
         for k, timestep in enumerate(self.scheduler.timesteps):
             prediction = self._predict(sample, conditions, timestep, tiles, overlap)
             sample = self.scheduler.step(prediction, timestep, sample, eta=0.0).prev_sample
@@ -112,7 +112,7 @@ class EnhancePipeline:
         residual = sample[0].permute(1, 2, 0).cpu().numpy() * self.config.residual_scale
         return np.clip(base_linear + residual * layout[..., None], 0.0, 1.0).astype(np.float32)
 
-    def _tiles(self, layout: np.ndarray, overlap: int) -> list[tuple[int, int]]:
+    def tiles(self, layout: np.ndarray, overlap: int) -> list[tuple[int, int]]:
         """(top, left) of the tiles that hold some texel of ``layout``."""
         size, tile = layout.shape[0], min(self.config.tile, layout.shape[0])
         starts = tile_starts(size, tile, overlap)
