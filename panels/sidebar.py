@@ -137,7 +137,10 @@ def draw_stage_rows(layout, state, job):
 
 
 def capture_complete(state):
-    return bool(state.stages) and all(stage.status == "done" for stage in state.stages)
+    """An avatar can be built: the classic albedo (at least) is current and nothing is stale or running; learned
+    stages the capture did not run (classic texture, no --detail) may stay pending."""
+    statuses = {stage.name: stage.status for stage in state.stages}
+    return statuses.get("delight_classic") == "done" and not any(s in ("stale", "running") for s in statuses.values())
 
 
 class STUDIO_AVATAR_PT_reconstruct(StudioAvatarPanel, bpy.types.Panel):
