@@ -23,7 +23,7 @@ from ..errors import InputError
 from .model import EnhanceConfig, detail_conditions
 
 DEFAULT_STEPS = 8
-TILE_BATCH = 8                # tiles per network call
+TILE_BATCH = 16               # tiles per network call
 
 
 def make_scheduler(config: EnhanceConfig) -> Any:
@@ -63,8 +63,9 @@ class EnhancePipeline:
 
     @property
     def default_overlap(self) -> int:
-        """Texels two neighbouring tiles share unless a call says otherwise: a quarter of the tile."""
-        return self.config.tile // 4
+        """Texels two neighbouring tiles share unless a call says otherwise: an eighth of the tile (the blend is
+        redone at every step, so a narrow overlap leaves no seam and saves a third of the tiles against a quarter)."""
+        return self.config.tile // 8
 
     @property
     def device(self) -> Any:
@@ -91,7 +92,7 @@ class EnhancePipeline:
     def __call__(self, base_linear: np.ndarray, phone_linear: np.ndarray, coverage: np.ndarray,
                  layout: np.ndarray | None = None, steps: int = DEFAULT_STEPS, seed: int = 0,
                  overlap: int | None = None, progress: Any = None) -> np.ndarray:
-        """``overlap``: texels two neighbouring tiles share (default a quarter of the tile)."""
+        """``overlap``: texels two neighbouring tiles share (default :attr:`default_overlap`)."""
         import torch
 
         overlap = self.default_overlap if overlap is None else overlap
