@@ -124,3 +124,27 @@ def load_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
         saved["state"] = slots
         optimizer.load_state_dict(saved)
     return state
+
+
+# ------------------------------------------------------------------------------------------------ training runs
+
+def start_run(work: Path, out: Path, checkpoint: str, resume: bool) -> None:
+    """Make the run and output folders; refuse to start a second run over an earlier one without ``resume``."""
+    from .errors import InputError
+
+    if (work / checkpoint).is_file() and not resume:
+        raise InputError(f"{work} already holds a training run; pass --resume to continue it, or choose another --work")
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def check_resume(saved: dict[str, Any], wanted: dict[str, Any], resumable: tuple[str, ...]) -> None:
+    """Refuse to resume a run with other settings than it was started with, except those in ``resumable``."""
+    from .errors import InputError
+
+    saved = {k: v for k, v in saved.items() if k not in resumable}
+    wanted = json.loads(json.dumps({k: v for k, v in wanted.items() if k not in resumable}))
+    if saved != wanted:
+        changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        raise InputError(f"--resume with other training settings than the run's ({', '.join(changed)}); "
+                         "only --minutes may change")

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..eval.metrics import band_energy, gradient_correlation, psnr
 from ..progress import StageProgress
 from ..texture.image_io import linear_to_srgb
-from ..weights import checkpoint_state, load_checkpoint, save_checkpoint
+from ..weights import check_resume, checkpoint_state, load_checkpoint, save_checkpoint, start_run
 from .data import ALBEDO_SIZE, PatchBank, degrade
 from .model import EnhanceConfig, build_unet, detail_conditions
 from .pipeline import EnhancePipeline, make_scheduler
@@ -181,18 +181,10 @@ def train_enhance(out_dir: str | Path, work_dir: str | Path, config: EnhanceTrai
                   device: str = "auto", resume: bool = False, progress: StageProgress | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the detail network within ``config.minutes``; returns the run's summary."""
     work, out = Path(work_dir), Path(out_dir)
-    if (work / CHECKPOINT).is_file() and not resume:
-        raise InputError(f"{work} already holds a training run; pass --resume to continue it, or choose another --work")
-    work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    start_run(work, out, CHECKPOINT, resume)
     trainer = _trainer(config, work, resolve_device(device), progress)
     if resume and trainer.resume():
-        saved = {k: v for k, v in trainer.state["config"].items() if k not in RESUMABLE_CHANGES}
-        wanted = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}))
-        if saved != wanted:
-            changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-            raise InputError(f"--resume with other training settings than the run's ({', '.join(changed)}); "
-                             "only --minutes may change")
+        check_resume(trainer.state["config"], asdict(config), RESUMABLE_CHANGES)
         trainer.state["config"] = json.loads(json.dumps(asdict(config)))
     budget_s = config.minutes * 60
     base_elapsed = trainer.state["elapsed_s"]

@@ -46,7 +46,7 @@ from ..progress import StageProgress
 from . import losses as L
 from .inputs import downsample_observed, normalise_batch, uv_masks
 from .networks import Discriminator, Encoder, Generator, GMugConfig, fine_tune_parameters
-from ..weights import checkpoint_state, load_checkpoint, save_checkpoint
+from ..weights import check_resume, checkpoint_state, load_checkpoint, save_checkpoint, start_run
 from .weights import save_gmug
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -360,20 +360,12 @@ def train_gmug(corpus_dir: str | Path, out_dir: str | Path, work_dir: str | Path
                device: str = "auto", resume: bool = False, progress: StageProgress | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) GMug within ``config.minutes``; returns the run's summary."""
     work, out = Path(work_dir), Path(out_dir)
-    if (work / CHECKPOINT).is_file() and not resume:
-        raise InputError(f"{work} already holds a training run; pass --resume to continue it, or choose another --work")
-    work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    start_run(work, out, CHECKPOINT, resume)
     device = resolve_device(device)
     corpus = Corpus(corpus_dir, config.resolution, config.held_out_identities)
     trainer = Trainer(config, corpus, work, device)
     if resume and trainer.resume():
-        saved = {k: v for k, v in trainer.state["config"].items() if k not in RESUMABLE_CHANGES}
-        wanted = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}))
-        if saved != wanted:
-            changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-            raise InputError(f"--resume with other training settings than the run's ({', '.join(changed)}); "
-                             "only --minutes may change")
+        check_resume(trainer.state["config"], asdict(config), RESUMABLE_CHANGES)
         trainer.state["config"] = asdict(config)
     budget_s = config.minutes * 60
     phone_budget_s = budget_s * config.phone_share
