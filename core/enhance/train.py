@@ -182,7 +182,9 @@ def train_enhance(out_dir: str | Path, work_dir: str | Path, config: EnhanceTrai
     """Train (or, with ``resume``, continue) the detail network within ``config.minutes``; returns the run's summary."""
     work, out = Path(work_dir), Path(out_dir)
     start_run(work, out, CHECKPOINT, resume)
-    trainer = _trainer(config, work, resolve_device(device), progress)
+    # making the albedo crops takes the first few percent of the bar (once per run folder), training the rest
+    trainer = _trainer(config, work, resolve_device(device), progress.sub(0.0, 0.05) if progress is not None else None)
+    progress = progress.sub(0.05, 1.0) if progress is not None else None
     if resume and trainer.resume():
         check_resume(trainer.state["config"], asdict(config), RESUMABLE_CHANGES)
         trainer.state["config"] = json.loads(json.dumps(asdict(config)))
