@@ -27,6 +27,8 @@ from studio_avatar.core.synth.head_clip import HeadClipSpec, write_head_clip
 REPO = "workflow_repo"
 MODULE = f"bl_ext.{REPO}.studio_avatar"
 STAGES = ["preview", "frames", "track", "fit", "unwrap", "delight_classic", "gmug"]   # gmug: the shipped weights
+ROWS = STAGES + ["enhance"]        # every stage has a row; enhance (no --detail from the add-on yet) stays pending
+DONE_ROWS = ["done"] * len(STAGES) + ["pending"]
 RENDER_PX = 64
 
 
@@ -86,8 +88,8 @@ def test_reconstruct_then_build_avatar(reconstructed, head_video, state):
     result, capture_dir, rows = reconstructed
     assert result == {"FINISHED"}
     assert capture_dir == str(head_video.parent / "turn_capture")   # the default: named after the video, beside it
-    assert [(name, status) for name, status, _ in rows] == [(name, "done") for name in STAGES]
-    assert all(duration >= 0 for _, _, duration in rows)
+    assert [(name, status) for name, status, _ in rows] == list(zip(ROWS, DONE_ROWS))
+    assert all(duration >= 0 for _, status, duration in rows if status == "done")
     assert all(stage_records(head_video.parent / "turn_capture")[name]["status"] == "done" for name in STAGES)
     assert not bpy.context.window_manager.studio_avatar_job.running
 
@@ -108,11 +110,11 @@ def test_rerun_stage_redoes_that_stage_with_the_scene_settings(reconstructed, he
     after = stage_records(capture_dir)
     # only unwrap ran again: its output came out identical, so delight_classic's inputs did not change either
     assert [name for name in STAGES if after[name]["finished"] != before[name]["finished"]] == ["unwrap"]
-    assert [row.status for row in state.stages] == ["done"] * len(STAGES)
+    assert [row.status for row in state.stages] == DONE_ROWS
 
     state.stages.clear()
     assert bpy.ops.studio_avatar.refresh_status() == {"FINISHED"}
-    assert [row.name for row in state.stages] == STAGES
+    assert [row.name for row in state.stages] == ROWS
 
 
 def test_cancel_stops_the_worker_within_2_s_and_keeps_a_resumable_capture(installed, state, head_video, tmp_path):
@@ -226,7 +228,7 @@ def test_every_panel_draws_in_every_state(reconstructed, state, head_video):
     state.last_render = "/renders/contact_sheet.png"
     done = draw_all()
     reconstruct_panel = done["STUDIO_AVATAR_PT_reconstruct"]
-    assert reconstruct_panel.operators().count("studio_avatar.rerun_stage") == len(STAGES)
+    assert reconstruct_panel.operators().count("studio_avatar.rerun_stage") == len(ROWS)
     assert "studio_avatar.build_avatar" in reconstruct_panel.operators()
     assert len([c for c in done["STUDIO_AVATAR_PT_capture"].calls if c[0] == "template_icon"]) == 6
     assert "contact_sheet.png" in done["STUDIO_AVATAR_PT_render_export"].labels()
