@@ -22,7 +22,7 @@ from .errors import CaptureError
 from .fit import FIT_NPZ, check_fitted_model, fit_model_files, load_fit
 from .hashing import path_sha256
 from .head.model import HeadModel
-from .stages import is_current, require_current
+from .stages import is_current, require_current, stage_states
 
 # best first: detail-enhanced final albedo, then the GMug output, then the classic delit baseline
 ALBEDO_CHOICES = (
@@ -63,7 +63,8 @@ def read_avatar_inputs(capture_dir: str | os.PathLike, albedo: str = "best") -> 
     fit_path = capture.path(FIT_NPZ)
     if record.get("status") != "done" or not fit_path.is_file():
         raise CaptureError(f"{root}: the capture has no finished fit; run `{TOOL_NAME} reconstruct VIDEO -o {root}` first")
-    require_current(capture, [FIT_NPZ], "build")
+    states = stage_states(capture)
+    require_current(capture, [FIT_NPZ], "build", states)
     flame_model, flame_uv = fit_model_files(capture)
     fit = load_fit(str(fit_path))
     known = dict(ALBEDO_CHOICES)
@@ -80,7 +81,7 @@ def read_avatar_inputs(capture_dir: str | os.PathLike, albedo: str = "best") -> 
     skipped = []
     for index, (kind, name) in enumerate(present):
         try:
-            require_current(capture, [name], "build")
+            require_current(capture, [name], "build", states)
         except CaptureError as stale:
             if index == len(present) - 1:
                 raise
@@ -90,7 +91,7 @@ def read_avatar_inputs(capture_dir: str | os.PathLike, albedo: str = "best") -> 
         break
     data_maps = {}
     for label, name in DATA_MAPS.items():
-        if capture.path(name).is_file() and is_current(capture, name):
+        if capture.path(name).is_file() and is_current(capture, name, states):
             data_maps[label] = capture.path(name)
     return AvatarInputs(
         capture=root, shape=np.asarray(fit["shape"], np.float32).reshape(-1),

@@ -44,6 +44,13 @@ def stat_signature(path: Path) -> str:
     return f"file:{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def signature_files(signature: str) -> set[str]:
+    """The relative file names a folder's :func:`stat_signature` lists (none for a file's)."""
+    if not signature.startswith("dir:"):
+        return set()
+    return {part.rsplit(":", 2)[0] for part in signature[len("dir:"):].split("|") if part}
+
+
 class _FileLock:
     """Exclusive, non-blocking lock on a file; released by the OS if the process dies."""
 

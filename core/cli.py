@@ -74,7 +74,6 @@ def _cmd_probe(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _cmd_reconstruct(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from .paths import check_output_path
     from .pipeline import reconstruct
 
     check_output_path(args.output)
@@ -101,12 +100,10 @@ def _stage_params(args: argparse.Namespace) -> dict[str, Any]:
         from .texture.unwrap import UnwrapParams
 
         params["unwrap"] = UnwrapParams(texture_size=args.texture_size, reference_size=min(512, args.texture_size))
-    if args.flame:      # the whole model file is read now, so a bad one fails before any stage runs
+    if args.flame or args.flame_uv:     # the whole model file is read now, so a bad one fails before any stage runs
         from .head.source import load_head
 
-        load_head(args.flame, args.flame_uv)
-    elif args.flame_uv:
-        raise InputError("--flame-uv needs --flame: the UV template belongs to a FLAME model file")
+        load_head(args.flame, args.flame_uv)   # (a --flame-uv without --flame is refused before anything loads)
     if args.focal_mm35 or args.flame:
         params["fit"] = FitParams(focal_mm35=args.focal_mm35 or 0.0, flame_model=str(Path(args.flame).resolve()) if args.flame else "",
                                   flame_uv=str(Path(args.flame_uv).resolve()) if args.flame_uv else "")
@@ -281,8 +278,6 @@ def _cmd_train_gmug(args: argparse.Namespace, progress: Progress) -> dict[str, A
     if args.export_only:
         return export_gmug(args.corpus, args.out, work, device=args.device)
 
-    if args.minutes <= 0 or args.batch < 1 or args.resolution not in (64, 128, 256, 512):
-        raise InputError("--minutes must be positive, --batch at least 1 and --resolution one of 64, 128, 256, 512")
     config = TrainConfig(resolution=args.resolution, minutes=args.minutes, batch=args.batch, seed=args.seed,
                          freeze_res=args.freeze_res, faceid_weight=args.faceid_weight, paired_fraction=args.paired_fraction)
     return train_gmug(args.corpus, args.out, work, config, device=args.device, resume=args.resume,
@@ -480,9 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default OUT/.gmug_run)")
     gmug.add_argument("--resume", action="store_true", help="continue the run in --work (only --minutes may change)")
     gmug.add_argument("--export-only", action="store_true", help="write the weights from --work's latest checkpoint, no training")
-    gmug.add_argument("--minutes", type=float, default=100.0, help="wall-clock budget of the whole run (default 100)")
-    gmug.add_argument("--resolution", type=int, default=128, help="texture size of the networks (default 128; 256+ for a GPU)")
-    gmug.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    gmug.add_argument("--minutes", type=number_in(0.1, 10000, float), default=100.0,
+                      help="wall-clock budget of the whole run (default 100)")
+    gmug.add_argument("--resolution", type=int, choices=(64, 128, 256, 512), default=128,
+                      help="texture size of the networks (default 128; 256+ for a GPU)")
+    gmug.add_argument("--batch", type=number_in(1, 512), default=8, help="batch size (default 8)")
     gmug.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     gmug.add_argument("--freeze-res", type=int, default=8, help="G_studio keeps G_phone's layers up to this resolution (default 8)")
     gmug.add_argument("--faceid-weight", type=float, default=0.2, help="weight of the FaceID loss (default 0.2; 0 disables)")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .atomic import atomic_write_json
-from .capture import Capture, library_versions, stat_signature, utc_now
+from .capture import Capture, library_versions, signature_files, stat_signature, utc_now
 from .errors import Cancelled, CaptureError, StageError, StudioAvatarError
 from .hashing import json_sha256, path_sha256
 from .progress import Progress, StageProgress
@@ -272,12 +272,14 @@ def _state(capture: Capture, name: str, record: dict[str, Any], writers: dict[st
     return CURRENT
 
 
-def require_current(capture: Capture, relatives: Iterable[str], purpose: str) -> None:
-    """Refuse, naming the stage to rerun, unless each of ``relatives`` was written by a current stage."""
+def require_current(capture: Capture, relatives: Iterable[str], purpose: str,
+                    states: dict[str, StageState] | None = None) -> None:
+    """Refuse, naming the stage to rerun, unless each of ``relatives`` was written by a current stage
+    (``states``: :func:`stage_states` already computed for this capture, for callers that ask several times)."""
     from . import TOOL_NAME
 
     writers = producers(capture)
-    states = stage_states(capture)
+    states = stage_states(capture) if states is None else states
     rerun = f"`{TOOL_NAME} reconstruct {capture.source.get('path', 'VIDEO')} -o {capture.root}`"
     for relative in relatives:
         writer = writers.get(relative.rstrip("/"))
@@ -290,10 +292,10 @@ def require_current(capture: Capture, relatives: Iterable[str], purpose: str) ->
                                f"{state.reason}), so {purpose} refuses it; rerun from stage {state.rerun_from}: {rerun}")
 
 
-def is_current(capture: Capture, relative: str) -> bool:
-    """True if ``relative`` was written by a stage that is current."""
+def is_current(capture: Capture, relative: str, states: dict[str, StageState] | None = None) -> bool:
+    """True if ``relative`` was written by a stage that is current (``states`` as for :func:`require_current`)."""
     writer = producers(capture).get(relative.rstrip("/"))
-    return writer is not None and stage_states(capture)[writer].status == "done"
+    return writer is not None and (stage_states(capture) if states is None else states)[writer].status == "done"
 
 
 def adopt_outputs(capture: Capture, name: str, outputs: Sequence[str], inputs: Sequence[str] = (),
@@ -351,16 +353,9 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _files_in_signature(signature: str) -> set[str]:
-    """The relative file names a folder's stat_signature lists (``dir:REL:SIZE:MTIME|...``)."""
-    if not signature.startswith("dir:"):
-        return set()
-    return {part.rsplit(":", 2)[0] for part in signature[len("dir:"):].split("|") if part}
-
-
 def _keep_unknown_files(capture: Capture, ctx: StageContext, name: str, dest: Path, previous: dict[str, Any]) -> None:
     """Move files in the output folder ``dest`` that no earlier run of the stage wrote to CAP/.trash/, with a warning."""
-    ours = _files_in_signature(previous.get(name, {}).get("signature", ""))
+    ours = signature_files(previous.get(name, {}).get("signature", ""))
     unknown = [path for path in sorted(dest.rglob("*")) if path.is_file() and path.relative_to(dest).as_posix() not in ours]
     if not unknown:
         return

@@ -81,14 +81,14 @@ def _skin_crops(seed: int, count: int, side: int, albedo_size: int) -> np.ndarra
     return np.round(np.clip(np.stack(crops), 0, 1) * 65535).astype(np.uint16)
 
 
-def _resample(images: np.ndarray, factor: float) -> np.ndarray:
-    """(N, S, S, 3) images seen ``factor`` times coarser: area-downsampled, bicubic back to S."""
+def _resample(image: np.ndarray, factor: float) -> np.ndarray:
+    """An (S, S, 3) image seen ``factor`` times coarser: area-downsampled, bicubic back to S."""
     import cv2
 
-    side = images.shape[1]
+    side = image.shape[0]
     small = max(4, int(round(side / factor)))
-    return np.stack([cv2.resize(cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA), (side, side),
-                                interpolation=cv2.INTER_CUBIC) for image in images])
+    return cv2.resize(cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA), (side, side),
+                      interpolation=cv2.INTER_CUBIC)
 
 
 def _smooth_field(rng: np.random.Generator, count: int, side: int, cells: int = 3) -> np.ndarray:
@@ -104,11 +104,11 @@ def degrade(crops: np.ndarray, rng: np.random.Generator, tile: int) -> dict[str,
     (N, T, T) and "detail" (N, T, T, 3, the truth minus its own low-resolution version), linear 0..1."""
     truth = crops.astype(np.float32) / 65535.0
     count, side = len(truth), truth.shape[1]
-    low = np.stack([_resample(image[None], rng.uniform(*DOWNSCALE))[0] for image in truth])
+    low = np.stack([_resample(image, rng.uniform(*DOWNSCALE)) for image in truth])
     colour_error = np.exp(rng.normal(0.0, 0.03, (count, 1, 1, 3))).astype(np.float32)
     light = np.exp(0.25 * _smooth_field(rng, count, side))[..., None] * np.exp(rng.normal(0.0, 0.1, (count, 1, 1, 3)))
     exposure = np.exp(rng.uniform(np.log(0.3), np.log(1.5), (count, 1, 1, 1)))
-    lit = np.stack([_resample(image[None], rng.uniform(*DOWNSCALE))[0] for image in truth * light * exposure])
+    lit = np.stack([_resample(image, rng.uniform(*DOWNSCALE)) for image in truth * light * exposure])
     phone = lit + rng.normal(0.0, 1.0, lit.shape) * (0.004 + 0.01 * np.sqrt(np.clip(lit, 0, None)))
     unseen = rng.uniform(size=(count, 1, 1)) < 0.15
     coverage = np.where(unseen, 0.0, np.clip(0.7 + 0.5 * _smooth_field(rng, count, side), 0.0, 1.0))

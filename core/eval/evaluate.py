@@ -49,7 +49,7 @@ from ..avatar_inputs import ALBEDO_CHOICES
 from ..capture import Capture
 from ..errors import CaptureError, InputError
 from ..head.model import HeadModel
-from ..stages import REPORT_NAME, is_current, require_current
+from ..stages import REPORT_NAME, is_current, require_current, stage_states
 from . import metrics
 
 PHONE_METHOD = ("phone", "textures/phone.png")
@@ -93,14 +93,15 @@ def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, 
     if not capture.path(COVERAGE_PNG).is_file():
         raise CaptureError(f"{root}: no {COVERAGE_PNG}; run the unwrap stage (`{TOOL_NAME} reconstruct VIDEO -o {root}`)")
     warnings: list[str] = []
+    states = stage_states(capture)
     if methods is None:     # every method present: stale ones are left out (asked for by name, they are refused)
-        stale = [name for name, _ in chosen if not is_current(capture, dict(METHODS)[name])]
+        stale = [name for name, _ in chosen if not is_current(capture, dict(METHODS)[name], states)]
         if stale and len(stale) < len(chosen):
             warnings.append(f"left out the stale texture(s) {', '.join(stale)}; rerun reconstruct to evaluate them")
             if progress is not None:
                 progress.warning(warnings[-1])
         chosen = [(name, path) for name, path in chosen if name not in stale] or chosen
-    require_current(capture, [FIT_NPZ, COVERAGE_PNG] + [dict(METHODS)[name] for name, _ in chosen], "eval")
+    require_current(capture, [FIT_NPZ, COVERAGE_PNG] + [dict(METHODS)[name] for name, _ in chosen], "eval", states)
     update(0.0, "reading the fit and the ground truth", force=True)
     gt = read_ground_truth(gt_dir)
     _check_same_video(capture, gt, force, progress, warnings)
