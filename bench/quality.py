@@ -208,6 +208,12 @@ def main():
             numbers = [v[key] for v in rows if isinstance(v.get(key), (int, float)) and np.isfinite(v[key])]
             means.append(fmt(float(np.mean(numbers)), pattern) if numbers else "–")
         md.append(f"| {method} | " + " | ".join(means) + " |")
+    md.append("")
+    for method in METHODS:          # the acceptance's skin-tone measure: the mean of |ITA error|, and the worst
+        errors = [abs(v["ita_error_deg"]) for _, _, m, v, _ in lines
+                  if m == method and isinstance(v.get("ita_error_deg"), (int, float)) and np.isfinite(v["ita_error_deg"])]
+        if errors:
+            md.append(f"- {method}: mean |ITA error| {np.mean(errors):.1f}°, worst {max(errors):.1f}°")
     md += ["", "## Synthesis and pipeline times (s)", "", "| capture | synth total | frames | bake | studio | encode | reconstruct | eval |",
            "|---|---|---|---|---|---|---|---|"]
     for record in records:

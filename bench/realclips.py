@@ -43,6 +43,7 @@ from devpath import load_package  # noqa: E402
 load_package()
 from studio_avatar.core.eval.metrics import ita_degrees  # noqa: E402
 from studio_avatar.core.hashing import path_sha256  # noqa: E402
+from studio_avatar.core.color import SKIN_TONE_LANDMARKS as SKIN_LANDMARKS  # noqa: E402
 from studio_avatar.core.native_stderr import native_stderr_captured  # noqa: E402
 from studio_avatar.core.paths import GMUG_WEIGHTS_NAME, weights_dir as default_weights_dir  # noqa: E402
 from studio_avatar.core.texture.image_io import SRGB8_TO_LINEAR  # noqa: E402
@@ -55,9 +56,6 @@ WORK = BENCH / "work" / "realclips"
 CLI = ROOT / ".venv" / "bin" / "studio-avatar"
 METHODS = ("delit_classic", "gmug")
 RENDER_NAME = "studio_yaw+000_neutral.png"   # core/blender/batch_render: LIGHTING_yawDEG_EXPRESSION.png
-# FaceMesh indices on bare skin, away from eyes, brows, lips, nostrils and hairline:
-# forehead centre / right / left, cheekbones right / left, mid cheeks right / left (the subject's sides)
-SKIN_LANDMARKS = np.array([151, 108, 337, 50, 280, 205, 425])
 PATCH = 3                      # half side: 7x7 px patches
 TOLERANCE_DEG = 10.0           # acceptance: |render - frame| ITA° on every clip
 OFFSETS = np.stack(np.meshgrid(np.arange(-PATCH, PATCH + 1), np.arange(-PATCH, PATCH + 1)), -1).reshape(-1, 2)

@@ -217,13 +217,14 @@ def seen_as(albedo, exposure, light, sheen=0.0, bounce=SKIN_BOUNCE):
 @pytest.mark.parametrize("melanin, blood, exposure, light", [
     (0.004, 0.03, 0.4, (1.0, 1.0, 1.0)),        # very light skin, under-exposed
     (0.02, 0.03, 0.4, (0.95, 1.0, 1.10)),       # intermediate skin, under-exposed, a little cool
-    (0.02, 0.03, 0.4, (1.0, 1.0, 1.0)),         # intermediate skin, under-exposed
     (0.01, 0.02, 2.5, (1.0, 1.0, 1.0)),         # light skin, over-exposed
 ])
 def test_calibration_recovers_the_exposure_of_skin_from_its_colour(melanin, blood, exposure, light):
-    """Skin's luminance follows its chromaticity: a skin colour seen too dark or too bright is mostly put back.
+    """Skin's luminance follows its chromaticity: a skin colour no skin has at the phone's level is mostly put back.
 
-    The posterior under-corrects a large under-exposure (it gives back 0.65-0.85 of it), hence the margins.
+    The posterior under-corrects a large under-exposure (it gives back 0.5-0.85 of it), hence the margins. An
+    intermediate skin 1.3 stops under-exposed in neutral light looks like a darker skin at the phone's level, and
+    is kept (the phone-right hypothesis; see the next test for why).
     """
     truth = skin_reflectance_rgb(melanin, blood, 0.3, 0.75).astype(np.float64)
     face = seen_as(truth, exposure, light, sheen=0.01)
@@ -236,6 +237,26 @@ def test_calibration_recovers_the_exposure_of_skin_from_its_colour(melanin, bloo
     ita_error = abs(float(ita_degrees(recovered) - ita_degrees(truth)))
     assert ita_error < 0.6 * abs(float(ita_degrees(uncalibrated) - ita_degrees(truth))) and ita_error < 40.0
     assert calibration["cues"]["skin"]["used"] and not [k for k in calibration["cues"] if k != "skin"]
+
+
+@pytest.mark.parametrize("melanin, light", [
+    (0.02, (1.0, 1.0, 1.0)),                    # intermediate skin
+    (0.01, (1.04, 1.0, 0.92)),                  # light skin, what a phone leaves of a warm light
+    (0.12, (1.0, 1.0, 1.0)),                    # dark skin
+])
+def test_calibration_keeps_the_tone_of_skin_the_phone_exposed_right(melanin, light):
+    """A skin colour that is plausible at the phone's level keeps that level and tone.
+
+    A single broad exposure prior let the manifold move such faces by 0.77-1.49x (ITA errors of 14-25°): on real
+    clips, well-exposed faces came out up to twice too dark or too light.
+    """
+    truth = skin_reflectance_rgb(melanin, 0.03, 0.3, 0.75).astype(np.float64)
+    face = seen_as(truth, 1.0, light, sheen=0.01)
+    calibration = calibrate_gains(face)
+    recovered = appearance_to_albedo(face * calibration["gain"], calibration["sheen"])
+    assert 0.85 < calibration["exposure"] < 1.2, calibration["exposure"]                 # measured 0.91-1.17
+    assert abs(float(ita_degrees(recovered) - ita_degrees(truth))) < 14.0                # measured 5.3-13.1°
+    assert delta_e(recovered, truth) < 3.5                                               # measured 1.8-3.1
 
 
 def test_a_sclera_seen_keeps_dark_skin_under_a_cool_light_dark():
@@ -280,15 +301,15 @@ def rescaled_capture(root, source, scale):
     return capture
 
 
-def test_delighting_calibrates_a_capture_exposed_at_04_under_a_coloured_light(tmp_path, flat_capture, head, albedo):
-    """A biophysical light skin, exposed 0.4x under a slightly warm light: the calibrated face comes back nearer.
+def test_delighting_calibrates_a_very_light_skin_exposed_at_04(tmp_path, flat_capture, head, albedo):
+    """A biophysical very light skin, exposed 0.4x: the calibrated face comes back nearer.
 
-    The flat capture, rescaled per channel: its skin tone becomes that of the skin model's light skin (melanin
-    0.01, blood 0.03), times 0.4 exposure, times a light of (1.04, 1, 0.92).
+    The flat capture, rescaled per channel: its skin tone becomes that of the skin model's very light skin
+    (melanin 0.004, blood 0.03), times 0.4 exposure -- a colour no skin has at that level.
     """
-    skin = skin_reflectance_rgb(0.01, 0.03, 0.3, 0.75).astype(np.float64)
+    skin = skin_reflectance_rgb(0.004, 0.03, 0.3, 0.75).astype(np.float64)
     tone = skin / srgb_to_linear(np.array([196, 148, 122]) / 255)              # smooth_albedo's default skin tone
-    capture = rescaled_capture(tmp_path / "capture", flat_capture, 0.4 * np.array([1.04, 1.0, 0.92]) * tone)
+    capture = rescaled_capture(tmp_path / "capture", flat_capture, 0.4 * tone)
     seen, geometry = observed_face(capture, head)
     truth = (texels(albedo, geometry)[seen] * tone).mean(0)
     means = {}
@@ -298,6 +319,6 @@ def test_delighting_calibrates_a_capture_exposed_at_04_under_a_coloured_light(tm
     metrics = capture.stage_record("delight_classic")["metrics"]["calibration"]
     assert set(metrics) >= {"gain", "exposure", "white_balance", "exposure_sd", "sheen", "cues_used", "cues"}
     before, after = delta_e(means[False], truth), delta_e(means[True], truth)
-    assert after < 15.0 and after < before - 5.0, (before, after, means, truth, metrics)    # measured: 20.2 -> 13.0
+    assert after < 12.0 and after < before - 8.0, (before, after, means, truth, metrics)    # measured: 19.7 -> 7.3
     ratio = means[True] / truth
     assert 0.45 < ratio[1] < 1.2, ratio                                                 # the green channel's level

@@ -10,13 +10,18 @@ The network-free baseline (and the fallback when no GMug weights are present):
    phone moves around a still person); the hypothesis that explains the
    texture better is kept. Fitting with one albedo per channel makes the
    light absorb the mean skin colour, so only the light's *spatial* pattern
-   is divided out: per channel, relative to its mean over the face. What is
-   left is the albedo times one unknown gain per channel: the phone's
-   exposure and the light's colour (after the phone's white balance).
+   is divided out: per channel, relative to its mean over the cheeks and
+   forehead (``skin_tone_texels``: where skin tone is read, and where a
+   photographer's grey card meters a face -- the studio preset is exposed the
+   same way, so an albedo renders as bright as the phone showed those
+   places). What is left is the albedo times one unknown gain per channel:
+   the phone's exposure and the light's colour (after the phone's white
+   balance).
 2. **Exposure and white balance.** Those three gains are calibrated from
    priors on what a face must look like (``calibrate_gains``): one posterior
    over the calibrated median colour of the face (log R/G, log B/G, log G, on
-   a grid) and a sheen level, its mean taken. The terms:
+   a grid) and a sheen level, its mean taken, read over the cheeks and
+   forehead. The terms:
 
    * *skin manifold*: the face must be human skin. The biophysical skin model
      of ``core/synth/albedo.py`` (epidermal melanin over a blood-filled
@@ -33,10 +38,18 @@ The network-free baseline (and the fallback when no GMug weights are present):
      colour, so that dark skin under a cool light is not read as light skin
      in the dark); both are taken back out of the texture afterwards
      (``appearance_to_albedo``);
-   * *white balance*: what remains of the light's colour after the phone's
-     own white balance is near neutral, mostly along the blackbody
-     (warm/cool) direction; the exposure prior around the phone's exposure
-     is broad;
+   * *the phone*: a mixture -- either its exposure and white balance are
+     about right (``PHONE_RIGHT_SIGMA``: real phone footage in ordinary light
+     usually is), or they are off by a lot (a strongly coloured light, a
+     backlit face: then what remains of the light's colour after the phone's
+     white balance lies mostly along the blackbody (warm/cool) direction and
+     the exposure may be far off), even odds. Whichever explains the face's
+     colour on the skin manifold better prevails, so an ordinary capture
+     keeps the tone the video showed, while a face that no plausible skin
+     explains at the phone's level is corrected. A single broad prior
+     instead let the manifold's reading of chromaticity, which a real
+     camera's colour processing shifts, move well-exposed real faces by a
+     factor of two;
    * *sclera and teeth* as ceilings: nothing of an eyeball or a tooth is
      lighter than a sclera (``SCLERA_LUMINANCE_MAX``, real sclera 0.5-0.7) or
      enamel, so a bright reading of them bounds the exposure from above --
@@ -86,6 +99,7 @@ from typing import Any
 import numpy as np
 
 from .. import color
+from ..color import SKIN_TONE_LANDMARKS
 from ..capture import Capture
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
@@ -123,8 +137,11 @@ SKIN_BOUNCE = 0.5
 SKIN_SHEEN = (0.0, 0.01, 0.02, 0.03, 0.045)
 # what is left of the light's colour after the phone's own white balance: near neutral, mostly warm/cool
 BLACKBODY_DIRECTION = (0.6, -0.8)     # (log R/G, log B/G) of a warmer light (3500 K vs 6500 K: 0.63, -0.65)
-WHITE_BALANCE_SIGMA = (0.12, 0.06)    # along / across that direction
-EXPOSURE_SIGMA = 1.0                  # log: the phone's exposure is a weak prior only
+WHITE_BALANCE_SIGMA = (0.12, 0.06)    # along / across that direction, when the phone got it wrong
+EXPOSURE_SIGMA = 1.5                  # log, when the phone got it wrong: then it may be off by a lot
+PHONE_RIGHT_PRIOR = 0.5               # prior odds that the phone's exposure and white balance are about right ...
+PHONE_RIGHT_SIGMA = (0.04, 0.03, 0.12)   # ... within these (white balance along / across, log exposure)
+SKIN_TONE_RADIUS_M = 0.012            # skin tone is read within this of the cheek and forehead landmarks
 # brightest albedo luminance of a sclera (measured sclera ~0.5-0.7) and of teeth (enamel ~0.4-0.6): ceilings
 SCLERA_LUMINANCE_MAX = 0.70
 TEETH_LUMINANCE_MAX = 0.60
@@ -149,6 +166,17 @@ class DelightParams:
     skin_locus: bool = True           # (without calibration) move a face colour outside skin's range to the nearest
     calibrate: bool = True            # exposure and white balance from the skin manifold, the sclera and the teeth
     calibration_frames: int = 24      # at most this many frames are sampled again for the eyes and teeth
+
+
+def skin_tone_texels(model: HeadModel, geometry: TexelGeometry) -> Any:
+    """(M,) bool: skin texels within ``SKIN_TONE_RADIUS_M`` of the cheek and forehead landmarks, on the rest head."""
+    import torch
+
+    corners = model.template_m[model.faces[model.landmark_faces[SKIN_TONE_LANDMARKS]]]          # (7, 3, 3)
+    centres = torch.as_tensor(np.einsum("lkc,lk->lc", corners, model.landmark_barycentrics[SKIN_TONE_LANDMARKS]))
+    positions = geometry.interpolate(torch.as_tensor(model.template_m))
+    near = torch.cdist(positions, centres.to(positions.dtype)).min(1).values < SKIN_TONE_RADIUS_M
+    return near & geometry.skin
 
 
 def _region(geometry: TexelGeometry, *names: str) -> Any:
@@ -276,8 +304,14 @@ class _Posterior:
         direction = np.asarray(BLACKBODY_DIRECTION, np.float64) / np.linalg.norm(BLACKBODY_DIRECTION)
         along = self.gain[0] * direction[0] + self.gain[1] * direction[1]
         across = -self.gain[0] * direction[1] + self.gain[1] * direction[0]
-        self.base = skin_log_density().astype(np.float64) - 0.5 * (
-            (along / WHITE_BALANCE_SIGMA[0]) ** 2 + (across / WHITE_BALANCE_SIGMA[1]) ** 2 + (self.gain[2] / EXPOSURE_SIGMA) ** 2)
+
+        def prior(wb_along: float, wb_across: float, exposure: float) -> np.ndarray:
+            return -0.5 * ((along / wb_along) ** 2 + (across / wb_across) ** 2 + (self.gain[2] / exposure) ** 2) \
+                - np.log(wb_along * wb_across * exposure)
+        # the phone is either about right or off by a lot: whichever explains the face's colour better prevails
+        right, wrong = prior(*PHONE_RIGHT_SIGMA), prior(*WHITE_BALANCE_SIGMA, EXPOSURE_SIGMA)
+        self.base = skin_log_density().astype(np.float64) + np.logaddexp(
+            np.log(PHONE_RIGHT_PRIOR) + right, np.log1p(-PHONE_RIGHT_PRIOR) + wrong)
         self.skin_gain, self.skin_sd, self.skin_sheen = self._moments(self.base)
 
     def _moments(self, log_post: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -485,7 +519,11 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     face = high.skin & ~_region(high, "scalp", "lips") & (confidence > params.min_confidence)
     if int(face.sum()) < 100:
         raise CaptureError("too little of the face was seen to delight the texture; check the capture's coverage")
-    mean_irradiance = (irradiance[face] * confidence[face, None]).sum(0) / confidence[face].sum()
+    # exposure is defined where skin tone is read, as a grey card held at the cheeks and forehead meters it
+    # (the studio preset is exposed the same way), not over the whole face, whose sides turn away from the light
+    tone = face & skin_tone_texels(model, high)
+    tone = tone if int(tone.sum()) >= 100 else face
+    mean_irradiance = (irradiance[tone] * confidence[tone, None]).sum(0) / confidence[tone].sum()
     relative = irradiance / mean_irradiance.clamp_min(1e-6)
     albedo = phone / relative.clamp_min(params.min_shading)
     # deep shadow and grazing texels keep less of their own colour
@@ -497,7 +535,7 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
     calibration = None
     locus_gain = np.ones(3)
     if params.calibrate:
-        inner = face & _region(high, "face") & (trust > 0)
+        inner = tone & (trust > 0)
         inner = inner if int(inner.sum()) >= 100 else face & (trust > 0)
         median_face = weighted_median(albedo[inner][:, None].double(), trust[inner][:, None].double())[0].numpy()
         cues = cue_readings(observe_cues(capture, model, fit, shading, low, light, mean_irradiance, params))
