@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -41,8 +42,25 @@ EXIT_USAGE = 2
 DEMO_TEXTURE_SIZE = 1024
 
 
+NEGATIVE_LIST = re.compile(r"^-\d[\d.]*(,\s*-?\d[\d.]*)+$")      # "-40,0,40": a value, though it starts with "-"
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """Option errors as one ``studio-avatar: error: ...`` line (exit 2), like every other user error; no usage dump."""
+    """Option errors as one ``studio-avatar: error: ...`` line (exit 2), like every other user error; no usage dump.
+
+    A comma-separated list of numbers that starts with a negative one (``--views -40,0,40``) is taken as the
+    option's value; plain argparse reads it as an unknown option.
+    """
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        tokens = list(sys.argv[1:] if args is None else args)
+        joined: list[str] = []
+        for token in tokens:
+            if joined and NEGATIVE_LIST.match(token) and joined[-1].startswith("--") and "=" not in joined[-1]:
+                joined[-1] = f"{joined[-1]}={token}"
+            else:
+                joined.append(token)
+        return super().parse_known_args(joined, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{TOOL_NAME}: error: {_one_line(message)} (see `{self.prog} --help`)\n")

@@ -154,3 +154,16 @@ def test_commands_that_need_bpy_say_so_where_it_is_missing(command, tmp_path):
     out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "needs Blender's Python module bpy (pip install bpy==4.5.15" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_list_option_may_start_with_a_negative_number(capsys):
+    from studio_avatar.core.cli import build_parser
+
+    def views(*tokens):
+        return build_parser().parse_args(["render", "a.blend", "-o", "out", *tokens]).views
+
+    assert views("--views", "-40,0,40") == "-40,0,40"
+    assert views("--views", "-30") == "-30" and views("--views=-40,0") == "-40,0" and views("--views", "0,-30") == "0,-30"
+    with pytest.raises(SystemExit) as exited:
+        views("--views", "-40,0,40", "-x")               # an unknown option is still one
+    assert exited.value.code == 2 and "unrecognized arguments: -x" in capsys.readouterr().err

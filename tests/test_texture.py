@@ -26,7 +26,7 @@ from studio_avatar.core.synth.textured_capture import FLAT_WHITE, Light, smooth_
 from studio_avatar.core.eval.metrics import delta_e2000, ita_degrees, linear_srgb_to_lab
 from studio_avatar.core.synth.albedo import skin_reflectance_rgb
 from studio_avatar.core.texture.delight import (DELIGHT_CLASSIC_STAGE, SKIN_BOUNCE, DelightParams, appearance_to_albedo,
-                                                calibrate_gains, skin_locus_gain)
+                                                calibrate_gains, skin_locus_gain, skin_tone_texels)
 from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, srgb_to_linear, write_png16
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams
 from studio_avatar.core.texture.raster import vertex_normals
@@ -203,6 +203,23 @@ def test_unwrap_says_which_frame_is_missing(tmp_path, flat_capture):
 
 
 # -- exposure and white balance ------------------------------------------------------------------------------
+
+def test_skin_tone_is_read_on_bare_skin_of_both_cheeks_and_the_forehead(head):
+    geometry = texel_geometry(head, 256)
+    tone = skin_tone_texels(head, geometry).numpy()
+    position = geometry.interpolate(head.template_m).numpy()[tone]
+    assert tone.sum() > 100
+    assert not (tone & geometry.regions["lips"].numpy()).any() and not (tone & geometry.regions["scalp"].numpy()).any()
+    assert tone[geometry.regions["face"].numpy()].sum() == tone.sum()
+    eyes = head.template_m[head.regions["eye_left"] | head.regions["eye_right"]]
+    above, below = position[:, 1] > eyes[:, 1].max(), position[:, 1] < eyes[:, 1].min()
+    assert above.sum() > 0.2 * len(position) and below.sum() > 0.3 * len(position)             # forehead, cheeks
+    centre = head.template_m[:, 0].mean()
+    assert 0.4 < (position[:, 0] > centre).mean() < 0.6                                          # both sides alike
+    mirrored = geometry.mirror.numpy()[tone]
+    assert (tone[mirrored[mirrored >= 0]]).mean() > 0.8
+
+
 
 def delta_e(a, b):
     return float(delta_e2000(linear_srgb_to_lab(np.asarray(a, np.float64)), linear_srgb_to_lab(np.asarray(b, np.float64))))
