@@ -17,6 +17,9 @@ final) against the ground truth. Writes:
   distance, geometry error, coverage), plus the synthesis timings;
 * ``bench/results/quality_sheet.png``: per capture, the face part of the
   UV albedo: ground truth | each method;
+* ``bench/results/quality_closeup.png`` (with ``--detail enhance``): per
+  capture, texel-level crops of the forehead, a cheek, the lips and an eye
+  corner, truth | gmug | final;
 * one JSON line per capture in ``bench/results.jsonl``.
 
 Work folders go to ``bench/work/quality/`` (not committed); a synthetic
@@ -124,6 +127,40 @@ def contact_sheet(rows, model, path, tile=256):
         raise OSError(f"could not write {path}")
 
 
+CLOSEUP_AREAS = (("forehead", 151), ("cheek", 205), ("lips", 0), ("eye", 33))   # FaceMesh landmarks
+CLOSEUP_METHODS = ("truth", "gmug", "final")
+
+
+def closeup_sheet(rows, model, path, tile=160):
+    """Per capture, texel-level crops (1/12 of the texture's side) of the forehead, a cheek, the lips and an eye
+    corner: truth | gmug | final each, so pores and fine furrows -- or invented detail -- can be seen."""
+    import cv2
+
+    columns = [(area, landmark, method) for area, landmark in CLOSEUP_AREAS for method in CLOSEUP_METHODS]
+    corners = model.uv[model.face_uv[model.landmark_faces]]                          # (478, 3, 2)
+    uv = (corners * model.landmark_barycentrics[..., None]).sum(1)
+    sheet = np.full((len(rows) * (tile + 24) + 24, len(columns) * tile, 3), 255, np.uint8)
+    for j, (area, _, method) in enumerate(columns):
+        cv2.putText(sheet, f"{area} {method}", (j * tile + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (label, images) in enumerate(rows):
+        y = 24 + i * (tile + 24)
+        cv2.putText(sheet, label, (6, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        size = max(image.shape[0] for image in images.values())
+        half = size // 24
+        for j, (_, landmark, method) in enumerate(columns):
+            if method not in images:
+                continue
+            image = images[method]
+            if image.shape[0] != size:
+                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+            col, row = int(uv[landmark, 0] * size), int((1 - uv[landmark, 1]) * size)
+            crop = image[max(row - half, 0):row + half, max(col - half, 0):col + half]
+            crop = cv2.resize(np.clip(crop * 255 + 0.5, 0, 255).astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST)
+            sheet[y + 24:y + 24 + tile, j * tile:(j + 1) * tile] = crop[..., ::-1]
+    if not cv2.imwrite(str(path), sheet):
+        raise OSError(f"could not write {path}")
+
+
 def fmt(value, pattern):
     if value is None:
         return "–"
@@ -186,12 +223,15 @@ def main():
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     contact_sheet(sheet_rows, model, RESULTS / "quality_sheet.png")
+    if any("final" in images for _, images in sheet_rows):
+        closeup_sheet(sheet_rows, model, RESULTS / "quality_closeup.png")
     md = ["# Quality benchmark", "",
           f"`bench/quality.py` at {source_version()}, {time.strftime('%Y-%m-%d')}: {len(names)} synthetic captures "
           f"({args.frames} frames {args.size}², Cycles, phone artifacts, H.264), reconstructed with textures at "
           f"{args.texture_size}², scored by `studio-avatar eval`. PSNR/SSIM on sRGB albedo over the face region; "
           "'obs' = texels the video saw, 'compl' = texels the method had to complete; '(exp.)' after one exposure gain. "
-          "Contact sheet: `quality_sheet.png`.", "",
+          "Contact sheet: `quality_sheet.png`; with --detail enhance, texel-level close-ups of truth | gmug | final "
+          "at the forehead, a cheek, the lips and an eye corner: `quality_closeup.png`.", "",
           "| capture | ITA° | method | " + " | ".join(h for _, h, _ in COLUMNS) + " | geometry mm | coverage |",
           "|" + "---|" * (len(COLUMNS) + 5)]
     for name, ita, method, values, scores in lines:

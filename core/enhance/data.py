@@ -9,14 +9,19 @@ them in memory.
 :func:`degrade` turns a batch of true crops into the network's inputs, with
 fresh randomness every time:
 
-* the *base* is what ``gmug.png`` holds at 2048²: the truth at the video's
-  resolution (downsampled 2.5-4.5x, as 1.3-2.2 px/mm of a 720p face against
-  5.8 texels/mm), upsampled back, with a small colour error;
+* the *base* is what ``gmug.png`` holds at 2048², as the gmug stage composes
+  it: where the capture saw well, the truth at the video's resolution
+  (downsampled 2.5-8x: 2.3 px/mm of a 1080p close-up down to 0.7 px/mm of
+  the quality bench's 512² frames, against 5.8 texels/mm); where it saw
+  little or nothing, the truth at GMug's own
+  resolution (8-16x coarser: 128² or 256² upsampled); in between, the same
+  blend of the two as the gmug stage's (``OBSERVED_BLEND`` over the
+  coverage); upsampled back, with a small colour error;
 * the *phone texture*: the truth under a smooth, coloured, randomly exposed
   light, blurred to the video's resolution, with sensor noise;
 * the *coverage*: smooth random fields, sometimes zero (unseen: the network
   must invent plausible detail from the base alone);
-* the *target*: the truth minus the truth's own low-resolution version, i.e.
+* the *target*: the truth minus the base (before its colour error), i.e.
   the detail alone, under the base's colour error (that error is not the
   network's to undo: base + detail is the truth in the base's colour).
 """
@@ -29,9 +34,12 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_npz
+from ..gmug.stage import OBSERVED_BLEND
 
 ALBEDO_SIZE = 2048            # texture size the crops come from (the Standard preset's texel density)
-DOWNSCALE = (2.5, 4.5)        # how much coarser than 2048^2 the video sees the face
+DOWNSCALE = (2.5, 8.0)        # how much coarser than 2048^2 the video sees the face (1080p close-up .. 512^2 frames)
+COMPLETION_DOWNSCALE = (8.0, 16.0)   # ... and GMug's completion is (a 256^2 or 128^2 network, upsampled)
+UNSEEN_FRACTION = 0.3         # crops the capture never saw (real captures complete half the head)
 MARGIN = 16                   # extra texels around each crop, so that blurs see real neighbours
 
 
@@ -101,19 +109,23 @@ def _smooth_field(rng: np.random.Generator, count: int, side: int, cells: int = 
 
 def degrade(crops: np.ndarray, rng: np.random.Generator, tile: int) -> dict[str, np.ndarray]:
     """Network inputs and target for (N, C, C, 3) uint16 true crops: "base", "phone" (N, T, T, 3), "coverage"
-    (N, T, T) and "detail" (N, T, T, 3, the truth minus its own low-resolution version), linear 0..1."""
+    (N, T, T) and "detail" (N, T, T, 3, the truth minus the base), linear 0..1."""
     truth = crops.astype(np.float32) / 65535.0
     count, side = len(truth), truth.shape[1]
     low = np.stack([_resample(image, rng.uniform(*DOWNSCALE)) for image in truth])
+    completed = np.stack([_resample(image, rng.uniform(*COMPLETION_DOWNSCALE)) for image in truth])
     colour_error = np.exp(rng.normal(0.0, 0.03, (count, 1, 1, 3))).astype(np.float32)
     light = np.exp(0.25 * _smooth_field(rng, count, side))[..., None] * np.exp(rng.normal(0.0, 0.1, (count, 1, 1, 3)))
     exposure = np.exp(rng.uniform(np.log(0.3), np.log(1.5), (count, 1, 1, 1)))
     lit = np.stack([_resample(image, rng.uniform(*DOWNSCALE)) for image in truth * light * exposure])
     phone = lit + rng.normal(0.0, 1.0, lit.shape) * (0.004 + 0.01 * np.sqrt(np.clip(lit, 0, None)))
-    unseen = rng.uniform(size=(count, 1, 1)) < 0.15
-    coverage = np.where(unseen, 0.0, np.clip(0.7 + 0.5 * _smooth_field(rng, count, side), 0.0, 1.0))
+    unseen = rng.uniform(size=(count, 1, 1)) < UNSEEN_FRACTION
+    coverage = np.where(unseen, 0.0, np.clip(0.6 + 0.6 * _smooth_field(rng, count, side), 0.0, 1.0))
+    low_edge, high_edge = OBSERVED_BLEND
+    seen = np.clip((coverage - low_edge) / (high_edge - low_edge), 0.0, 1.0)[..., None]
+    base = seen * low + (1 - seen) * completed
     inner = slice(MARGIN, MARGIN + tile)
-    return {"base": np.clip(low * colour_error, 0, 1)[:, inner, inner].astype(np.float32),
+    return {"base": np.clip(base * colour_error, 0, 1)[:, inner, inner].astype(np.float32),
             "phone": np.clip(phone, 0, 1)[:, inner, inner].astype(np.float32),
             "coverage": coverage[:, inner, inner].astype(np.float32),
-            "detail": ((truth - low) * colour_error)[:, inner, inner].astype(np.float32)}
+            "detail": ((truth - base) * colour_error)[:, inner, inner].astype(np.float32)}
