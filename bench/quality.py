@@ -145,14 +145,15 @@ def closeup_sheet(rows, model, path, tile=160):
     for i, (label, images) in enumerate(rows):
         y = 24 + i * (tile + 24)
         cv2.putText(sheet, label, (6, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        size = max(image.shape[0] for image in images.values())
+        size = max(images[method].shape[0] for method in CLOSEUP_METHODS if method in images)
         half = size // 24
+        shown = {method: images[method] if images[method].shape[0] == size else
+                 cv2.resize(images[method], (size, size), interpolation=cv2.INTER_CUBIC)
+                 for method in CLOSEUP_METHODS if method in images}
         for j, (_, landmark, method) in enumerate(columns):
-            if method not in images:
+            if method not in shown:
                 continue
-            image = images[method]
-            if image.shape[0] != size:
-                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+            image = shown[method]
             col, row = int(uv[landmark, 0] * size), int((1 - uv[landmark, 1]) * size)
             crop = image[max(row - half, 0):row + half, max(col - half, 0):col + half]
             crop = cv2.resize(np.clip(crop * 255 + 0.5, 0, 255).astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST)

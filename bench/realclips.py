@@ -43,7 +43,7 @@ from devpath import load_package  # noqa: E402
 load_package()
 from studio_avatar.core.eval.metrics import ita_degrees  # noqa: E402
 from studio_avatar.core.hashing import path_sha256  # noqa: E402
-from studio_avatar.core.color import SKIN_TONE_LANDMARKS as SKIN_LANDMARKS  # noqa: E402
+from studio_avatar.core.color import SKIN_TONE_LANDMARKS  # noqa: E402
 from studio_avatar.core.native_stderr import native_stderr_captured  # noqa: E402
 from studio_avatar.core.paths import GMUG_WEIGHTS_NAME, weights_dir as default_weights_dir  # noqa: E402
 from studio_avatar.core.texture.image_io import SRGB8_TO_LINEAR  # noqa: E402
@@ -95,7 +95,7 @@ def skin_ita(mesh, path):
     if not found:
         return float("nan"), None, image
     points = np.array([(p.x * width, p.y * height) for p in found[0].landmark])
-    centres = np.rint(points[SKIN_LANDMARKS]).astype(int)
+    centres = np.rint(points[SKIN_TONE_LANDMARKS]).astype(int)
     xy = centres[:, None] + OFFSETS[None]
     pixels = image[np.clip(xy[..., 1], 0, height - 1), np.clip(xy[..., 0], 0, width - 1)].reshape(-1, 3)
     return float(ita_degrees(np.median(SRGB8_TO_LINEAR[pixels], 0))), points, image
@@ -107,7 +107,7 @@ def face_tile(image, points, ita, label, tile=256):
 
     out = image[..., ::-1].copy()
     if points is not None:
-        for x, y in np.rint(points[SKIN_LANDMARKS]).astype(int):
+        for x, y in np.rint(points[SKIN_TONE_LANDMARKS]).astype(int):
             cv2.rectangle(out, (x - PATCH, y - PATCH), (x + PATCH, y + PATCH), (0, 255, 0), 1)
         (x0, y0), (x1, y1) = points.min(0), points.max(0)
         side, (cx, cy) = 1.3 * max(x1 - x0, y1 - y0), ((x0 + x1) / 2, (y0 + y1) / 2)

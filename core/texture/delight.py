@@ -99,7 +99,6 @@ from typing import Any
 import numpy as np
 
 from .. import color
-from ..color import SKIN_TONE_LANDMARKS
 from ..capture import Capture
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
@@ -172,9 +171,9 @@ def skin_tone_texels(model: HeadModel, geometry: TexelGeometry) -> Any:
     """(M,) bool: skin texels within ``SKIN_TONE_RADIUS_M`` of the cheek and forehead landmarks, on the rest head."""
     import torch
 
-    corners = model.template_m[model.faces[model.landmark_faces[SKIN_TONE_LANDMARKS]]]          # (7, 3, 3)
-    centres = torch.as_tensor(np.einsum("lkc,lk->lc", corners, model.landmark_barycentrics[SKIN_TONE_LANDMARKS]))
-    positions = geometry.interpolate(torch.as_tensor(model.template_m))
+    rest = torch.as_tensor(model.template_m)
+    centres = model.landmarks(rest[None])[0, color.SKIN_TONE_LANDMARKS]
+    positions = geometry.interpolate(rest)
     near = torch.cdist(positions, centres.to(positions.dtype)).min(1).values < SKIN_TONE_RADIUS_M
     return near & geometry.skin
 
