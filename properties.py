@@ -100,6 +100,14 @@ class StudioAvatarSceneState(bpy.types.PropertyGroup):
     render_samples: IntProperty(name=strings.RENDER_SAMPLES, description=strings.RENDER_SAMPLES_TIP, default=16,
                                 min=1, max=4096)
     last_render: StringProperty(name="Last Contact Sheet", description=strings.LAST_RENDER_TIP, subtype="FILE_PATH")
+    batch_videos_dir: StringProperty(name=strings.BATCH_VIDEOS_DIR, description=strings.BATCH_VIDEOS_DIR_TIP,
+                                     subtype="DIR_PATH")
+    batch_output_dir: StringProperty(name=strings.BATCH_OUTPUT_DIR, description=strings.BATCH_OUTPUT_DIR_TIP,
+                                     subtype="DIR_PATH")
+    batch_exports: StringProperty(name=strings.BATCH_EXPORTS, description=strings.BATCH_EXPORTS_TIP, default="glb")
+    batch_ray_address: StringProperty(name=strings.BATCH_RAY_ADDRESS, description=strings.BATCH_RAY_ADDRESS_TIP)
+    last_batch_index: StringProperty(name="Last Batch Gallery", description=strings.LAST_BATCH_TIP, subtype="FILE_PATH")
+    last_batch_result: StringProperty(name="Last Batch", description=strings.LAST_BATCH_RESULT_TIP)
     lighting_preset: EnumProperty(name=strings.LIGHTING_PRESET, description=strings.LIGHTING_PRESET_TIP,
                                   items=strings.LIGHTING_PRESET_ITEMS, default="studio")
     lighting_rotation: FloatProperty(name=strings.LIGHTING_ROTATION, description=strings.LIGHTING_ROTATION_TIP,

@@ -41,9 +41,10 @@ from devpath import load_package  # noqa: E402
 load_package()
 from track_fit import source_version  # noqa: E402
 
-from studio_avatar.core.eval.metrics import band_energy, gradient_correlation, luminance  # noqa: E402
+from studio_avatar.core.color import luminance  # noqa: E402
+from studio_avatar.core.eval.metrics import band_energy, gradient_correlation  # noqa: E402
 from studio_avatar.core.head.source import load_head  # noqa: E402
-from studio_avatar.core.synth.albedo import _layout, generate_albedo, sample_skin  # noqa: E402
+from studio_avatar.core.synth.albedo import albedo_layout, generate_albedo, sample_skin  # noqa: E402
 from studio_avatar.core.texture.uv import texel_geometry  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -60,7 +61,7 @@ def region_masks(model, size):
     face = np.zeros(size * size, bool)
     face[geometry.texels.numpy()[(geometry.regions["face"] & geometry.skin).numpy()]] = True
     face = face.reshape(size, size)
-    fields = _layout(model).fields
+    fields = albedo_layout(model).fields
 
     def zone(name):
         return cv2.resize(fields[name], (size, size), interpolation=cv2.INTER_LINEAR) > 0.5
@@ -143,7 +144,7 @@ def main():
 
     model = load_head(with_landmarks=False)
     start = time.perf_counter()
-    _layout(model)
+    albedo_layout(model)
     layout_s = time.perf_counter() - start
     generate_albedo(model, args.base, seed=0)                 # warm-up: lookup tables, OpenCV threads
     masks = region_masks(model, args.size)

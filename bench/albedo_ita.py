@@ -33,9 +33,9 @@ from devpath import load_package  # noqa: E402
 load_package()
 from track_fit import source_version  # noqa: E402
 
+from studio_avatar.core.color import ITA_CATEGORIES, ita_category, linear_to_srgb  # noqa: E402
 from studio_avatar.core.head.source import load_head  # noqa: E402
-from studio_avatar.core.synth.albedo import ITA_CATEGORIES, _layout, generate_albedo, ita_category  # noqa: E402
-from studio_avatar.core.texture.image_io import linear_to_srgb  # noqa: E402
+from studio_avatar.core.synth.albedo import albedo_layout, generate_albedo  # noqa: E402
 
 TARGET_2048_S = 5.0
 TARGET_512_S = 0.5
@@ -71,7 +71,7 @@ def main():
     args = parser.parse_args()
 
     model = load_head(with_landmarks=False)
-    _, layout_s = timed(_layout, model)
+    _, layout_s = timed(albedo_layout, model)
     generate_albedo(model, 512, seed=0)                       # warm-up: lookup tables, OpenCV threads
     _, time_2048 = timed(generate_albedo, model, 2048, seed=1)
     _, time_512 = timed(generate_albedo, model, 512, seed=2)

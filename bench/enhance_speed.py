@@ -23,10 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from devpath import load_package  # noqa: E402
 
 load_package()
+from studio_avatar.core.color import linear_to_srgb  # noqa: E402
 from studio_avatar.core.device import resolve_device  # noqa: E402
 from studio_avatar.core.enhance.stage import skin_layout  # noqa: E402
 from studio_avatar.core.enhance.weights import load_enhance  # noqa: E402
-from studio_avatar.core.texture.image_io import linear_to_srgb, write_png16  # noqa: E402
+from studio_avatar.core.image_io import write_png16  # noqa: E402
 from track_fit import source_version  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent

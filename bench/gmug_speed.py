@@ -22,12 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from devpath import load_package  # noqa: E402
 
 load_package()
+from studio_avatar.core.color import linear_to_srgb  # noqa: E402
 from studio_avatar.core.device import resolve_device  # noqa: E402
 from studio_avatar.core.gmug.inputs import uv_masks  # noqa: E402
 from studio_avatar.core.gmug.invert import gmug_albedo  # noqa: E402
 from studio_avatar.core.gmug.stage import compose_albedo  # noqa: E402
 from studio_avatar.core.gmug.weights import load_gmug  # noqa: E402
-from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, write_png16  # noqa: E402
+from studio_avatar.core.image_io import read_image, write_png16  # noqa: E402
 from track_fit import source_version  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent

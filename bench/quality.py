@@ -44,11 +44,11 @@ load_package()
 from studio_avatar.core.eval.evaluate import evaluate_capture, json_ready  # noqa: E402
 from track_fit import source_version  # noqa: E402
 from studio_avatar.core.head.open_head import get_open_head  # noqa: E402
+from studio_avatar.core.image_io import read_image  # noqa: E402
 from studio_avatar.core.pipeline import reconstruct  # noqa: E402
 from studio_avatar.core.progress import Progress  # noqa: E402
 from studio_avatar.core.synth import ground_truth as G  # noqa: E402
 from studio_avatar.core.synth.phone_capture import SynthSpec, write_synthetic_capture  # noqa: E402
-from studio_avatar.core.texture.image_io import read_image  # noqa: E402
 from studio_avatar.core.texture.unwrap import UnwrapParams  # noqa: E402
 from studio_avatar.core.texture.uv import texel_geometry  # noqa: E402
 
@@ -201,7 +201,7 @@ def main():
         scores = json_ready(evaluate_capture(capture.root, folder / "synth", identity=not args.no_identity))
         eval_s = time.perf_counter() - started
         truth = G.read_ground_truth(folder / "synth", with_shading=False)
-        from studio_avatar.core.texture.image_io import linear_to_srgb
+        from studio_avatar.core.color import linear_to_srgb
 
         images = {"truth": linear_to_srgb(truth.albedo_linear)}
         for method in scores["methods"]:

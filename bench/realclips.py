@@ -11,7 +11,7 @@ then per albedo of the capture (``delit_classic``, and ``gmug`` when its
 texture was made with the weights in use) ``build`` and ``render`` (studio
 lighting, yaw 0, Cycles, 512²; skipped when the render is newer than the
 albedo and the fit, unless --fresh). Skin tone: the ITA° = atan2(L* - 50, b*)
-(CIELAB D65, ``core/eval/metrics``) of the median linear colour of 7x7 px
+(CIELAB D65, ``core/color``) of the median linear colour of 7x7 px
 patches around 7 cheek and forehead FaceMesh landmarks, on the most frontal
 kept video frame (fitted head orientation closest to facing the camera) and
 on each render. Writes:
@@ -41,12 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from devpath import load_package  # noqa: E402
 
 load_package()
-from studio_avatar.core.eval.metrics import ita_degrees  # noqa: E402
+from studio_avatar.core.color import SKIN_TONE_LANDMARKS, SRGB8_TO_LINEAR, ita_degrees  # noqa: E402
 from studio_avatar.core.hashing import path_sha256  # noqa: E402
-from studio_avatar.core.color import SKIN_TONE_LANDMARKS  # noqa: E402
 from studio_avatar.core.native_stderr import native_stderr_captured  # noqa: E402
 from studio_avatar.core.paths import GMUG_WEIGHTS_NAME, weights_dir as default_weights_dir  # noqa: E402
-from studio_avatar.core.texture.image_io import SRGB8_TO_LINEAR  # noqa: E402
 from track_fit import source_version  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent

@@ -30,15 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from devpath import load_package  # noqa: E402
 
 load_package()
+from studio_avatar.core.color import linear_to_srgb, srgb_to_linear  # noqa: E402
 from studio_avatar.core.head.open_head import get_open_head  # noqa: E402
+from studio_avatar.core.image_io import read_image  # noqa: E402
 from studio_avatar.core.progress import Progress  # noqa: E402
+from studio_avatar.core.render.normals import vertex_normals  # noqa: E402
 from studio_avatar.core.stages import run_stage  # noqa: E402
 from studio_avatar.core.synth.head_clip import HeadClipSpec  # noqa: E402
 from studio_avatar.core.synth.textured_capture import FLAT_WHITE, Light, smooth_albedo, write_textured_capture  # noqa: E402
 from studio_avatar.core.texture.delight import DELIGHT_CLASSIC_STAGE, DelightParams  # noqa: E402
-from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, srgb_to_linear  # noqa: E402
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams  # noqa: E402
-from studio_avatar.core.texture.raster import vertex_normals  # noqa: E402
 from studio_avatar.core.texture.uv import texel_geometry  # noqa: E402
 
 TARGET_UNWRAP_S = 20.0

@@ -235,11 +235,7 @@ def _cmd_export(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _cmd_render(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    lightings, expressions = _comma_list(args.lightings), _comma_list(args.expressions)
-    try:
-        views = [float(view) for view in _comma_list(args.views)]
-    except ValueError:
-        raise InputError(f"--views takes yaw angles in degrees separated by commas (e.g. 0,30,-30), not {args.views!r}") from None
+    lightings, expressions, views = _comma_list(args.lightings), _comma_list(args.expressions), _views(args.views)
     _require_bpy("render", "; inside Blender use Studio Avatar > Render & Export instead")
     from .blender.batch_render import batch_render, list_tasks, write_contact_sheet
 
@@ -251,6 +247,30 @@ def _cmd_render(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     return batch_render(args.avatar, check_output_path(args.output), lightings, views, expressions, engine=args.engine,
                         resolution=args.resolution, samples=args.samples, task_index=args.task, overwrite=args.overwrite,
                         progress=progress.stage("render"))
+
+
+def _cmd_batch(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .batch.jobs import BatchOptions
+    from .batch.run import run_batch
+
+    views = tuple(_views(args.views))
+    try:
+        options = BatchOptions(preset=args.preset, texture_method=args.texture_method, max_frames=args.max_frames,
+                               texture_size=args.texture_size, lightings=tuple(_comma_list(args.lightings)), views=views,
+                               expressions=tuple(_comma_list(args.expressions)), exports=tuple(_comma_list(args.export)),
+                               engine=args.engine, resolution=args.resolution, samples=args.samples, device=args.device,
+                               gpus_per_reconstruct=args.gpus_per_reconstruct, max_retries=args.max_retries,
+                               blender=args.blender)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return run_batch(args.videos, check_output_path(args.output), options, progress, ray_address=args.ray_address)
+
+
+def _views(text: str) -> list[float]:
+    try:
+        return [float(view) for view in _comma_list(text)]
+    except ValueError:
+        raise InputError(f"--views takes yaw angles in degrees separated by commas (e.g. 0,30,-30), not {text!r}") from None
 
 
 def _comma_list(text: str) -> list[str]:
@@ -356,6 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    _add_capture_commands(commands)
+    _add_avatar_commands(commands)
+    _add_batch_command(commands)
+    _add_synthetic_commands(commands)
+    _add_train_commands(commands)
+    _add_head_and_demo_commands(commands)
+    return parser
+
+
+def _add_capture_commands(commands: Any) -> None:
+    """The probe, reconstruct, fit-preview and status: from a video to a capture folder."""
     probe = commands.add_parser("probe", help="print a video's facts as JSON (decodes its first and last frames)")
     probe.add_argument("video", help="video file")
     probe.set_defaults(handler=_cmd_probe)
@@ -394,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("capture", help="capture folder")
     status.set_defaults(handler=_cmd_status)
 
+
+def _add_avatar_commands(commands: Any) -> None:
+    """The build, render and export: from a capture to a Blender avatar, its renders and files."""
     build = commands.add_parser("build", help="write the avatar of a reconstructed capture as a .blend "
                                 "(rigged head with the fitted identity, skin, eye and mouth materials)")
     build.add_argument("capture", help="capture folder with a finished fit and an albedo texture")
@@ -437,6 +471,38 @@ def build_parser() -> argparse.ArgumentParser:
     avatar_export.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     avatar_export.set_defaults(handler=_cmd_export)
 
+
+def _add_batch_command(commands: Any) -> None:
+    """The batch command: many videos through reconstruct, build, render and export, scheduled by Ray."""
+    batch = commands.add_parser("batch", help="reconstruct, build, render and export many videos, spread over this "
+                                "machine's cores or a Ray cluster; resumable; writes OUT/summary.json and OUT/index.html")
+    batch.add_argument("videos", nargs="+", metavar="VIDEO", help="phone videos of heads (on a path every node sees)")
+    batch.add_argument("-o", "--output", required=True, help="folder for one subfolder per video, summary.json and index.html")
+    batch.add_argument("--preset", type=str.upper, choices=("DRAFT", "STANDARD", "HIGH"), default="STANDARD",
+                       help="draft (40 frames, 1024 texels), standard (80, 2048; default) or high (120, 4096)")
+    batch.add_argument("--max-frames", type=number_in(1, 10000), default=0, help="override the preset's frames kept")
+    batch.add_argument("--texture-size", type=number_in(64, 8192), default=0, help="override the preset's texture size")
+    batch.add_argument("--texture-method", choices=("auto", "gmug", "classic"), default="auto",
+                       help="as for reconstruct (default auto: GMug when its weights are installed)")
+    batch.add_argument("--lightings", default="studio", help="render matrix: lighting presets, comma-separated (default studio)")
+    batch.add_argument("--views", default="0", help="render matrix: camera yaws in degrees, comma-separated (default 0)")
+    batch.add_argument("--expressions", default="neutral", help="render matrix: expressions, comma-separated (default neutral)")
+    batch.add_argument("--engine", choices=("CYCLES", "EEVEE"), default="CYCLES", help="render engine (default CYCLES)")
+    batch.add_argument("--resolution", type=number_in(16, 8192), default=512, help="render size in pixels (default 512)")
+    batch.add_argument("--samples", type=number_in(1, 4096), default=16, help="render samples per pixel (default 16)")
+    batch.add_argument("--export", default="", metavar="LIST", help="comma-separated export formats: glb, fbx, npz (default none)")
+    batch.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="join this Ray cluster (e.g. ray://head:10001 or auto); default: start Ray on this machine")
+    batch.add_argument("--gpus-per-reconstruct", type=number_in(0, 64, float), default=None, metavar="F",
+                       help="GPUs each reconstruction asks the cluster for (default: 1 where the cluster has GPUs, else 0)")
+    batch.add_argument("--max-retries", type=number_in(0, 100), default=2, help="retries of a task whose node fails (default 2)")
+    batch.add_argument("--blender", default="", metavar="EXE", help="run the tasks that need bpy (build, render, "
+                       "export) in this Blender executable (default: in this Python, which then needs bpy)")
+    batch.set_defaults(handler=_cmd_batch)
+
+
+def _add_synthetic_commands(commands: Any) -> None:
+    """The eval, synth and synth-textures: synthetic captures with known truth, and scoring."""
     evaluate = commands.add_parser("eval", help="measure a reconstruction of a synthetic video against its ground truth "
                                    "(albedo PSNR/SSIM, shading leakage, skin tone, geometry, identity, coverage, timings)")
     evaluate.add_argument("capture", help="capture folder reconstructed from a `studio-avatar synth` video")
@@ -483,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="samples per random identity and albedo, each under other light and camera paths (default 8)")
     corpus.set_defaults(handler=_cmd_synth_textures)
 
+
+def _add_train_commands(commands: Any) -> None:
+    """The train gmug and train enhance: the learned stages' weights."""
     train = commands.add_parser("train", help="train a learned stage's weights (see the weights' model cards)")
     train_commands = train.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     gmug = train_commands.add_parser("gmug", help="train GMug (encoder, G_phone, G_studio) on a synth-textures corpus",
@@ -519,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     enhance.set_defaults(handler=_cmd_train_enhance)
 
+
+def _add_head_and_demo_commands(commands: Any) -> None:
+    """The head info / export and demo."""
     head = commands.add_parser("head", help="inspect or export the head model (open head, or FLAME with --flame)")
     head_commands = head.add_subparsers(dest="head_command", metavar="HEAD_COMMAND", required=True)
     info = head_commands.add_parser("info", help="print the head model's facts as JSON")
@@ -540,7 +612,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=number_in(128, 4096), default=512,
                       help="side of the synthetic video's square frames, 128 to 4096 (default 512)")
     demo.set_defaults(handler=_cmd_demo)
-    return parser
 
 
 def _watch_stdin(token: CancelToken) -> None:

@@ -53,6 +53,12 @@ REQUIREMENTS = (
     Requirement("protobuf", "4.25.9"),
     Requirement("attrs", "26.1.0"),
     Requirement("matplotlib", "3.11.2"),
+    Requirement("ray", "2.60.0"),                  # `batch` schedules its tasks with it; what it pulls in, pinned:
+    Requirement("jsonschema", "4.26.0"),
+    Requirement("jsonschema-specifications", "2025.9.1"),
+    Requirement("msgpack", "1.2.4"),
+    Requirement("referencing", "0.37.0"),
+    Requirement("rpds-py", "2026.9.1"),
     Requirement("mediapipe", "0.10.21", no_deps=True),
     Requirement("anny", "0.6.2", no_deps=True),
 )

@@ -172,8 +172,6 @@ def select_frames(times: np.ndarray, yaws: np.ndarray, scores: np.ndarray, count
 
 
 def run_frames(ctx: StageContext) -> None:
-    import cv2
-
     params: FramesParams = ctx.params
     source = ctx.source
     path, total = source["path"], int(source["frames"])
@@ -203,7 +201,23 @@ def run_frames(ctx: StageContext) -> None:
             f"{len(scans)} frames) and ignoring the others"
         )
 
-    # candidates: the followed face, big enough, not too dark or blown out
+    rows, rejected, missing = _usable_rows(path, scans, followed, params)
+    cues = _frame_cues(scans, rows)
+    picks, why = select_frames(cues["time_s"], cues["yaw"], cues["score"], params.max_frames)
+    entries, size_out = _write_frames(ctx, path, scans, rows, cues, picks, why, params.max_side)
+    summary = {
+        "frames_total": total, "frames_scanned": len(scans), "scan_stride": stride,
+        "frames_with_face": len(followed), "frames_usable": len(rows), "frames_selected": len(entries),
+        "faces_seen": 1 + len(others), "rejected": {"no face": missing, **rejected},
+        "yaw_estimate_range": [round(float(cues["yaw"].min()), 3), round(float(cues["yaw"].max()), 3)],
+    }
+    ctx.output(FRAMES_JSON).write_text(json.dumps({**summary, "size": size_out, "frames": entries}, indent=1))
+    ctx.metrics.update(summary)
+
+
+def _usable_rows(path: str, scans: list, followed: list, params: FramesParams) -> tuple[list, dict[str, int], int]:
+    """The followed face's (scan, detection) pairs that are big enough and neither too dark nor blown out, the
+    rejection counts, and how many scanned frames missed the face; too few usable frames is the user's error."""
     rows, rejected = [], {"face too small": 0, "badly exposed": 0}
     for s, d in followed:
         scan = scans[s]
@@ -223,22 +237,35 @@ def run_frames(ctx: StageContext) -> None:
             f"{path}: only {len(rows)} of {len(scans)} scanned frames show a usable face ({'; '.join(reasons)}); "
             f"at least {params.min_frames} are needed. Keep the whole face in view, well lit, while turning the head"
         )
+    return rows, rejected, missing
 
-    times = np.array([scans[s].time_s for s, _ in rows])
-    yaws = np.array([scans[s].yaws[d] for s, d in rows])
-    sharp = np.array([scans[s].sharpness[d] for s, d in rows])
-    size = np.array([scans[s].boxes[d][3] - scans[s].boxes[d][1] for s, d in rows])
-    exposure = np.array([scans[s].exposure[d] for s, d in rows])
-    det = np.array([scans[s].scores[d] for s, d in rows])
-    score = (np.sqrt(np.minimum(sharp / max(np.median(sharp), 1e-9), 2.0)) * np.sqrt(size / size.max())
-             * (1.0 - 2.0 * np.abs(exposure - 0.5) ** 2) * det)
-    picks, why = select_frames(times, yaws, score, params.max_frames)
+
+def _frame_cues(scans: list, rows: list) -> dict[str, np.ndarray]:
+    """Per usable row: time, yaw, sharpness, face size, exposure, detection score, and the selection score."""
+    cues = {
+        "time_s": np.array([scans[s].time_s for s, _ in rows]),
+        "yaw": np.array([scans[s].yaws[d] for s, d in rows]),
+        "sharpness": np.array([scans[s].sharpness[d] for s, d in rows]),
+        "size": np.array([scans[s].boxes[d][3] - scans[s].boxes[d][1] for s, d in rows]),
+        "exposure": np.array([scans[s].exposure[d] for s, d in rows]),
+        "detection": np.array([scans[s].scores[d] for s, d in rows]),
+    }
+    sharp, size = cues["sharpness"], cues["size"]
+    cues["score"] = (np.sqrt(np.minimum(sharp / max(np.median(sharp), 1e-9), 2.0)) * np.sqrt(size / size.max())
+                     * (1.0 - 2.0 * np.abs(cues["exposure"] - 0.5) ** 2) * cues["detection"])
+    return cues
+
+
+def _write_frames(ctx: StageContext, path: str, scans: list, rows: list, cues: dict[str, np.ndarray], picks: list,
+                  why: list, max_side: int) -> tuple[list[dict], list[int] | None]:
+    """Decode the picked frames and write them as frames/NNNN.png; their frames.json entries and the image size."""
+    import cv2
 
     chosen = {scans[rows[p][0]].index: (p, reason) for p, reason in zip(picks, why)}
     entries = []
     sub = ctx.progress.sub(0.7, 1.0)
     size_out = None
-    for k, (index, time_s, image) in enumerate(iter_frames_at(path, sorted(chosen), max_side=params.max_side)):
+    for k, (index, time_s, image) in enumerate(iter_frames_at(path, sorted(chosen), max_side=max_side)):
         p, reason = chosen[index]
         s, d = rows[p]
         height, width = image.shape[:2]
@@ -249,19 +276,12 @@ def run_frames(ctx: StageContext) -> None:
         box = scans[s].boxes[d] * np.array([width, height, width, height])
         entries.append({
             "file": name.split("/", 1)[1], "index": index, "time_s": round(time_s, 4),
-            "face_box": [round(float(v), 1) for v in box], "detection_score": round(float(det[p]), 4),
-            "sharpness": round(float(sharp[p]), 2), "exposure": round(float(exposure[p]), 4),
-            "yaw_estimate": round(float(yaws[p]), 3), "score": round(float(score[p]), 4), "chosen": reason,
+            "face_box": [round(float(v), 1) for v in box], "detection_score": round(float(cues["detection"][p]), 4),
+            "sharpness": round(float(cues["sharpness"][p]), 2), "exposure": round(float(cues["exposure"][p]), 4),
+            "yaw_estimate": round(float(cues["yaw"][p]), 3), "score": round(float(cues["score"][p]), 4), "chosen": reason,
         })
         sub.update((k + 1) / len(chosen), f"writing frame {k + 1}/{len(chosen)}")
-    summary = {
-        "frames_total": total, "frames_scanned": len(scans), "scan_stride": stride,
-        "frames_with_face": len(followed), "frames_usable": len(rows), "frames_selected": len(entries),
-        "faces_seen": 1 + len(others), "rejected": {"no face": missing, **rejected},
-        "yaw_estimate_range": [round(float(yaws.min()), 3), round(float(yaws.max()), 3)],
-    }
-    ctx.output(FRAMES_JSON).write_text(json.dumps({**summary, "size": size_out, "frames": entries}, indent=1))
-    ctx.metrics.update(summary)
+    return entries, size_out
 
 
 FRAMES_STAGE = Stage(

@@ -1,6 +1,7 @@
 """Blender operators: thin; they parse UI state, start core work in a worker and write results back."""
 
 from .avatar import STUDIO_AVATAR_OT_reset_pose
+from .batch import STUDIO_AVATAR_OT_batch_videos
 from .build import STUDIO_AVATAR_OT_build_avatar
 from .deps import STUDIO_AVATAR_OT_check_dependencies, STUDIO_AVATAR_OT_install_dependencies
 from .head import MENU_ENTRIES, STUDIO_AVATAR_OT_add_head
@@ -15,6 +16,6 @@ CLASSES = (STUDIO_AVATAR_OT_probe_video, STUDIO_AVATAR_OT_select_video, STUDIO_A
 CLASSES += (STUDIO_AVATAR_OT_check_dependencies, STUDIO_AVATAR_OT_install_dependencies)
 CLASSES += (STUDIO_AVATAR_OT_apply_lighting, STUDIO_AVATAR_OT_reset_pose)
 CLASSES += (STUDIO_AVATAR_OT_reconstruct, STUDIO_AVATAR_OT_rerun_stage, STUDIO_AVATAR_OT_refresh_status,
-            STUDIO_AVATAR_OT_batch_render, STUDIO_AVATAR_OT_export)
+            STUDIO_AVATAR_OT_batch_render, STUDIO_AVATAR_OT_export, STUDIO_AVATAR_OT_batch_videos)
 
 __all__ = ["CLASSES", "MENU_ENTRIES", "cancel_all_jobs"]

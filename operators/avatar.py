@@ -3,13 +3,7 @@
 import bpy
 
 from .. import idnames, strings
-from ..core.blender.rig import find_avatar, reset_pose
-
-
-def shown_avatar(context):
-    """The avatar the Avatar panel shows: the active object's, else the first in the scene."""
-    view_layer = getattr(context, "view_layer", None)
-    return find_avatar(context.scene, view_layer.objects.active if view_layer else None)
+from ..core.blender.rig import reset_pose, shown_avatar
 
 
 class STUDIO_AVATAR_OT_reset_pose(bpy.types.Operator):

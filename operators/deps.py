@@ -14,8 +14,8 @@ from bpy.props import EnumProperty
 
 from .. import idnames, strings
 from ..core import deps
-from ..panels.preferences import (
-    DEPENDENCY_REPORT, cache_folder, dependency_folder, dependency_statuses, get_preferences,
+from ..preferences import (
+    DEPENDENCY_REPORT, cache_folder, dependency_folder, dependency_statuses, get_preferences, use_dependency_folder,
 )
 from .jobs import WorkerJobMixin, job_state
 
@@ -76,9 +76,7 @@ class STUDIO_AVATAR_OT_install_dependencies(WorkerJobMixin, bpy.types.Operator):
             _redraw_preferences()
 
     def job_finished(self, context, worker):
-        from .. import registration  # the folder may exist only now: make it importable in this session
-
-        registration._use_dependency_folder()
+        use_dependency_folder()       # the folder may exist only now: make it importable in this session
         importlib.invalidate_caches()
         dependency_statuses(refresh=True)
         if not (self.wait or bpy.app.background):

@@ -15,7 +15,7 @@ from bpy.props import EnumProperty, IntProperty
 from .. import idnames, strings
 from ..core.blender.head import build_head
 from ..core.errors import InputError, StudioAvatarError
-from ..panels.preferences import get_preferences
+from ..preferences import get_preferences
 from .jobs import WorkerJobMixin
 
 

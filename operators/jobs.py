@@ -15,7 +15,7 @@ from .. import idnames, strings
 from ..core.errors import WorkerError
 from ..core.progress import format_duration
 from ..core.worker import WorkerProcess, dependency_dirs
-from ..panels.preferences import cache_folder, dependency_folder, get_preferences
+from ..preferences import cache_folder, dependency_folder, get_preferences
 
 _ACTIVE: dict[str, WorkerProcess] = {}
 

@@ -12,8 +12,7 @@ from bpy.props import EnumProperty, FloatProperty
 
 from .. import idnames, strings
 from ..core.blender.lighting import restore_scene_lighting, set_scene_lighting
-from ..core.blender.rig import head_centre
-from .avatar import shown_avatar
+from ..core.blender.rig import head_centre, shown_avatar
 
 ORIGINAL = "ORIGINAL"
 

@@ -13,8 +13,7 @@ import bpy
 
 from .. import idnames, strings
 from ..core.blender.lighting import LIGHTING_TAG, active_lighting
-from ..core.blender.rig import POSE_BONES, expression_groups, expression_keys, rotation_property
-from ..operators.avatar import shown_avatar
+from ..core.blender.rig import POSE_BONES, expression_groups, expression_keys, rotation_property, shown_avatar
 from . import thumbnails
 from .sidebar import StudioAvatarPanel
 

@@ -11,7 +11,7 @@ import bpy
 
 from .. import idnames, strings
 from ..core.progress import format_duration
-from .preferences import get_preferences, gmug_weights_installed
+from ..preferences import get_preferences, gmug_weights_installed
 from . import thumbnails
 
 STAGE_ICONS = {"pending": "DOT", "running": "SORTTIME", "done": "CHECKMARK", "stale": "RECOVER_LAST",
@@ -182,6 +182,27 @@ class STUDIO_AVATAR_PT_reconstruct(StudioAvatarPanel, bpy.types.Panel):
             build.capture_dir = state.capture_dir
 
 
+def draw_batch_section(layout, state, job):
+    """A folder of videos through the whole pipeline (the render settings above), with the last batch's gallery."""
+    layout.separator()
+    layout.label(text=strings.BATCH_HEADER, icon="SEQUENCE")
+    settings = layout.column()
+    settings.enabled = not job.running
+    settings.prop(state, "batch_videos_dir")
+    settings.prop(state, "batch_output_dir")
+    settings.prop(state, "preset")
+    settings.prop(state, "batch_exports")
+    settings.prop(state, "batch_ray_address")
+    row = layout.row()
+    row.enabled = not job.running and bool(state.batch_videos_dir and state.batch_output_dir)
+    row.operator(idnames.BATCH_VIDEOS, text=strings.BATCH_VIDEOS, icon="RENDER_ANIMATION")
+    if state.last_batch_index:
+        row = layout.row()
+        failed = not state.last_batch_result.endswith(" 0 failed")
+        row.label(text=state.last_batch_result, icon="ERROR" if failed else "CHECKMARK")
+        row.operator("wm.path_open", text=strings.OPEN_BATCH_GALLERY, icon="FILE_FOLDER").filepath = state.last_batch_index
+
+
 class STUDIO_AVATAR_PT_render_export(StudioAvatarPanel, bpy.types.Panel):
     bl_idname = idnames.PANEL_RENDER_EXPORT
     bl_label = strings.RENDER_EXPORT_PANEL
@@ -221,3 +242,4 @@ class STUDIO_AVATAR_PT_render_export(StudioAvatarPanel, bpy.types.Panel):
         row.enabled = not job.running
         for identifier, name, _ in strings.EXPORT_FORMAT_ITEMS:
             row.operator(idnames.EXPORT_AVATAR, text=name.split(" (")[0]).format = identifier
+        draw_batch_section(layout, state, job)

@@ -1,7 +1,8 @@
 """Test harness: isolate every user folder Blender and our tools could touch, then load the package.
 
 The isolation happens at import time, before any test imports bpy, because
-Blender reads HOME / BLENDER_USER_RESOURCES once at startup.
+Blender reads HOME / BLENDER_USER_RESOURCES once at startup. The add-on tests'
+fixtures (the installed extension, empty scenes) come from addon_fixtures.py.
 """
 
 import os
@@ -31,6 +32,7 @@ from devpath import load_package  # noqa: E402
 
 load_package()
 
+from addon_fixtures import empty_scene, extension_zip, installed, scene, scene_state  # noqa: E402,F401 - fixtures
 from studio_avatar.core.launcher import worker_argv  # noqa: E402
 from studio_avatar.core.synth.clip import write_turning_head_clip  # noqa: E402
 

@@ -3,35 +3,16 @@ isolated repository, panels and operators registered and drawable, the probe run
 
 import zipfile
 
-import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
-import addon_utils
+import bpy
 import pytest
-from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
-from build_extension import build, validate
+from addon_fixtures import addon_module
+from blender_layout import DrawSelf, RecordingLayout, operator_rna
+from build_extension import validate
 
 from studio_avatar.core.synth.clip import write_turning_head_clip
 
-MODULE = "bl_ext.test_repo.studio_avatar"
+MODULE = addon_module(__name__)
 OPERATORS = ("studio_avatar.probe_video", "studio_avatar.select_video", "studio_avatar.cancel_job")
-
-
-@pytest.fixture(scope="module")
-def extension_zip(repo_root, tmp_path_factory):
-    return build(tmp_path_factory.mktemp("dist"), repo_root)
-
-
-@pytest.fixture(scope="module")
-def installed(extension_zip, tmp_path_factory):
-    with installed_extension(extension_zip, "test_repo", tmp_path_factory.mktemp("extensions")) as module:
-        assert module == MODULE
-        yield module
-
-
-@pytest.fixture
-def scene_state(installed):
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    assert addon_utils.check(MODULE)[1], "resetting the scene unloaded the extension"
-    return bpy.context.scene.studio_avatar
 
 
 def test_manifest_passes_blenders_validator(repo_root):

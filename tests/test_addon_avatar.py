@@ -4,13 +4,12 @@ add-on's own world and lamps are ever replaced), Reset Pose, and panels that dra
 import importlib
 import math
 
-import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
-import addon_utils
+import bpy
 import cv2
 import numpy as np
 import pytest
-from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
-from build_extension import build
+from addon_fixtures import addon_module
+from blender_layout import DrawSelf, RecordingLayout, operator_rna
 from mathutils import Vector
 from synthetic_head import make_synthetic_head
 
@@ -20,23 +19,8 @@ from studio_avatar.core.blender.export import ARKIT_BLENDSHAPES
 from studio_avatar.core.blender.lighting import LIGHTING_TAG, PRESETS, world_hdri_files
 from studio_avatar.core.blender.rig import expression_groups
 
-MODULE = "bl_ext.avatar_repo.studio_avatar"
+MODULE = addon_module(__name__)
 OPERATORS = ("studio_avatar.apply_lighting", "studio_avatar.reset_pose")
-
-
-@pytest.fixture(scope="module")
-def installed(repo_root, tmp_path_factory):
-    extension_zip = build(tmp_path_factory.mktemp("dist"), repo_root)
-    with installed_extension(extension_zip, "avatar_repo", tmp_path_factory.mktemp("extensions")) as module:
-        assert module == MODULE
-        yield module
-
-
-@pytest.fixture
-def scene(installed):
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    assert addon_utils.check(MODULE)[1], "resetting the scene unloaded the extension"
-    return bpy.context.scene
 
 
 @pytest.fixture(scope="module")

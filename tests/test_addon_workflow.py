@@ -8,52 +8,38 @@ and property of the add-on has a tooltip.
 """
 
 import importlib
-import itertools
 import json
 import os
+import shutil
 import threading
 import time
 
-import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
-import addon_utils
+import bpy
 import cv2
 import numpy as np
 import pytest
-from blender_layout import DrawSelf, RecordingLayout, installed_extension
-from build_extension import build
+from addon_fixtures import addon_module, reset_addon_scene
+from blender_layout import DrawSelf, RecordingLayout
+from test_batch_render import EXPRESSIONS, LIGHTINGS, check_each_axis_of_the_job
 
 from studio_avatar.core.synth.head_clip import HeadClipSpec, write_head_clip
 
-REPO = "workflow_repo"
-MODULE = f"bl_ext.{REPO}.studio_avatar"
+MODULE = addon_module(__name__)
 STAGES = ["preview", "frames", "track", "fit", "unwrap", "delight_classic", "gmug"]   # gmug: the shipped weights
 ROWS = STAGES + ["enhance"]        # every stage has a row; enhance (no --detail from the add-on yet) stays pending
 DONE_ROWS = ["done"] * len(STAGES) + ["pending"]
 RENDER_PX = 64
 
 
-@pytest.fixture(scope="module")
-def installed(repo_root, tmp_path_factory):
-    extension_zip = build(tmp_path_factory.mktemp("dist"), repo_root)
-    with installed_extension(extension_zip, REPO, tmp_path_factory.mktemp("extensions")) as module:
-        prefs = bpy.context.preferences.addons[module].preferences
-        # the worker shares the test session's cache: the head model is built once
-        prefs.cache_dir, prefs.device = os.environ["STUDIO_AVATAR_CACHE"], "CPU"
-        try:
-            yield module
-        finally:
-            prefs.cache_dir, prefs.device = "", "AUTO"
-
-
-def fresh_state(module):
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    assert addon_utils.check(module)[1], "resetting the scene unloaded the extension"
-    return bpy.context.scene.studio_avatar
-
-
-@pytest.fixture
-def state(installed):
-    return fresh_state(installed)
+@pytest.fixture(scope="module", autouse=True)
+def worker_on_the_session_cache(installed):
+    """The worker shares the test session's cache (the head model is built once) and runs on the CPU."""
+    prefs = bpy.context.preferences.addons[installed].preferences
+    prefs.cache_dir, prefs.device = os.environ["STUDIO_AVATAR_CACHE"], "CPU"
+    try:
+        yield
+    finally:
+        prefs.cache_dir, prefs.device = "", "AUTO"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +55,7 @@ def head_video(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reconstructed(installed, head_video):
     """The operator's outcome: (its result, the scene's capture folder, the scene's stage rows)."""
-    state = fresh_state(installed)
+    state = reset_addon_scene(installed).studio_avatar
     result = bpy.ops.studio_avatar.reconstruct(filepath=str(head_video), preset="DRAFT", texture_size=256, wait=True)
     rows = [(row.name, row.status, row.duration_s) for row in state.stages]
     return result, state.capture_dir, rows
@@ -84,7 +70,7 @@ def build_avatar(capture_dir):
     return [c for c in bpy.data.collections if any(o.type == "ARMATURE" for o in c.objects)]
 
 
-def test_reconstruct_then_build_avatar(reconstructed, head_video, state):
+def test_reconstruct_then_build_avatar(reconstructed, head_video, scene_state):
     result, capture_dir, rows = reconstructed
     assert result == {"FINISHED"}
     assert capture_dir == str(head_video.parent / "turn_capture")   # the default: named after the video, beside it
@@ -101,23 +87,23 @@ def test_reconstruct_then_build_avatar(reconstructed, head_video, state):
     assert bpy.data.objects["Cube"] == user_cube and user_cube.users_collection == (bpy.context.scene.collection,)
 
 
-def test_rerun_stage_redoes_that_stage_with_the_scene_settings(reconstructed, head_video, state):
+def test_rerun_stage_redoes_that_stage_with_the_scene_settings(reconstructed, head_video, scene_state):
     capture_dir = head_video.parent / "turn_capture"
     before = stage_records(capture_dir)
-    state.video_path, state.capture_dir = str(head_video), str(capture_dir)
-    state.preset, state.texture_size = "DRAFT", 256     # what reconstructed it: earlier stages stay up to date
+    scene_state.video_path, scene_state.capture_dir = str(head_video), str(capture_dir)
+    scene_state.preset, scene_state.texture_size = "DRAFT", 256     # what reconstructed it: earlier stages stay up to date
     assert bpy.ops.studio_avatar.rerun_stage(stage="unwrap", wait=True) == {"FINISHED"}
     after = stage_records(capture_dir)
     # only unwrap ran again: its output came out identical, so delight_classic's inputs did not change either
     assert [name for name in STAGES if after[name]["finished"] != before[name]["finished"]] == ["unwrap"]
-    assert [row.status for row in state.stages] == DONE_ROWS
+    assert [row.status for row in scene_state.stages] == DONE_ROWS
 
-    state.stages.clear()
+    scene_state.stages.clear()
     assert bpy.ops.studio_avatar.refresh_status() == {"FINISHED"}
-    assert [row.name for row in state.stages] == ROWS
+    assert [row.name for row in scene_state.stages] == ROWS
 
 
-def test_cancel_stops_the_worker_within_2_s_and_keeps_a_resumable_capture(installed, state, head_video, tmp_path):
+def test_cancel_stops_the_worker_within_2_s_and_keeps_a_resumable_capture(installed, scene_state, head_video, tmp_path):
     jobs = importlib.import_module(f"{MODULE}.operators.jobs")
     capture_dir = tmp_path / "cancelled"
     cancelled_at = []
@@ -142,38 +128,38 @@ def test_cancel_stops_the_worker_within_2_s_and_keeps_a_resumable_capture(instal
     ended = time.monotonic()
     canceller.join()
     assert result == {"CANCELLED"} and cancelled_at and ended - cancelled_at[0] < 2.0
-    statuses = {row.name: row.status for row in state.stages}
+    statuses = {row.name: row.status for row in scene_state.stages}
     assert [statuses[name] for name in STAGES[:3]] == ["done"] * 3 and statuses["fit"] in ("cancelled", "interrupted")
-    assert state.recon_error == "" and state.capture_dir == str(capture_dir)
+    assert scene_state.recon_error == "" and scene_state.capture_dir == str(capture_dir)
     assert not bpy.context.window_manager.studio_avatar_job.running
 
 
-def test_a_failing_reconstruct_shows_its_message(state, tmp_path):
+def test_a_failing_reconstruct_shows_its_message(scene_state, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_text("this is not a video")
     with pytest.raises(RuntimeError, match="not a video file"):   # the operator's ERROR report (the Info log)
         bpy.ops.studio_avatar.reconstruct(filepath=str(bad), wait=True)
-    assert "not a video file" in state.recon_error and "Traceback" not in state.recon_error
-    assert state.capture_dir == str(tmp_path / "broken_capture") and len(state.stages) == 0
+    assert "not a video file" in scene_state.recon_error and "Traceback" not in scene_state.recon_error
+    assert scene_state.capture_dir == str(tmp_path / "broken_capture") and len(scene_state.stages) == 0
     text = " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
     assert "Reconstruction failed" in text and "not a video file" in text
 
 
-def test_texture_method_reaches_the_worker_and_missing_gmug_weights_are_announced(state, tmp_path):
+def test_texture_method_reaches_the_worker_and_missing_gmug_weights_are_announced(scene_state, tmp_path):
     reconstruct_args = importlib.import_module(f"{MODULE}.operators.reconstruct").reconstruct_args
     args = reconstruct_args("v.mp4", "cap", "DRAFT", 0, "AUTO", "GMUG")
     assert args[args.index("--texture-method") + 1] == "gmug"
-    assert state.texture_method == "AUTO"                                  # the default
+    assert scene_state.texture_method == "AUTO"                                  # the default
     prefs = bpy.context.preferences.addons[MODULE].preferences
     previous = prefs.weights_dir
     try:
         prefs.weights_dir = str(tmp_path)                                  # an empty weights folder
-        state.texture_method = "GMUG"
+        scene_state.texture_method = "GMUG"
         assert "GMug weights not found" in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
-        state.texture_method = "CLASSIC"
+        scene_state.texture_method = "CLASSIC"
         assert "GMug weights not found" not in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
         (tmp_path / "gmug_128.safetensors").write_bytes(b"0")
-        state.texture_method = "AUTO"
+        scene_state.texture_method = "AUTO"
         assert "GMug weights not found" not in " ".join(draw(bpy.types.STUDIO_AVATAR_PT_reconstruct).labels())
     finally:
         prefs.weights_dir = previous
@@ -195,7 +181,7 @@ def draw_all():
     return {cls.bl_idname: draw(cls) for cls in sidebar_panels() if not hasattr(cls, "poll") or cls.poll(bpy.context)}
 
 
-def test_every_panel_draws_in_every_state(reconstructed, state, head_video):
+def test_every_panel_draws_in_every_state(reconstructed, scene_state, head_video):
     assert {"STUDIO_AVATAR_PT_capture", "STUDIO_AVATAR_PT_reconstruct", "STUDIO_AVATAR_PT_render_export"} <= {
         cls.bl_idname for cls in sidebar_panels()}
     no_capture = draw_all()
@@ -215,17 +201,17 @@ def test_every_panel_draws_in_every_state(reconstructed, state, head_video):
     finally:
         job.running, job.panel = False, ""
 
-    state.recon_error = "fit: the face was tracked in only 3 of 16 frames; film the head turning slowly"
-    state.capture_dir = str(head_video.parent / "turn_capture")
-    failed_row = state.stages.add()
+    scene_state.recon_error = "fit: the face was tracked in only 3 of 16 frames; film the head turning slowly"
+    scene_state.capture_dir = str(head_video.parent / "turn_capture")
+    failed_row = scene_state.stages.add()
     failed_row.name, failed_row.status, failed_row.error = "fit", "failed", "tracked in only 3 of 16 frames"
     failed = draw_all()["STUDIO_AVATAR_PT_reconstruct"]
     assert any("film the head turning slowly" in text for text in failed.labels())
     assert "studio_avatar.build_avatar" not in failed.operators()
 
-    state.recon_error = ""
+    scene_state.recon_error = ""
     bpy.ops.studio_avatar.refresh_status()
-    state.last_render = "/renders/contact_sheet.png"
+    scene_state.last_render = "/renders/contact_sheet.png"
     done = draw_all()
     reconstruct_panel = done["STUDIO_AVATAR_PT_reconstruct"]
     assert reconstruct_panel.operators().count("studio_avatar.rerun_stage") == len(ROWS)
@@ -234,23 +220,22 @@ def test_every_panel_draws_in_every_state(reconstructed, state, head_video):
     assert "contact_sheet.png" in done["STUDIO_AVATAR_PT_render_export"].labels()
 
 
-def test_batch_render_writes_every_image_and_a_contact_sheet(reconstructed, state, tmp_path):
+def test_batch_render_writes_every_image_and_a_contact_sheet(reconstructed, scene_state, tmp_path):
     build_avatar(reconstructed[1])
     assert bpy.data.is_dirty and not bpy.data.filepath
     out = tmp_path / "renders"
     result = bpy.ops.studio_avatar.batch_render(
-        output_dir=str(out), lightings="studio,sunset", views="0,30", expressions="neutral,jawOpen", engine="CYCLES",
-        resolution=RENDER_PX, samples=4, wait=True)
+        output_dir=str(out), lightings=",".join(LIGHTINGS), views="0,30", expressions=",".join(EXPRESSIONS),
+        engine="CYCLES", resolution=RENDER_PX, samples=4, wait=True)
     assert result == {"FINISHED"}
     assert not bpy.data.filepath and bpy.data.is_dirty             # the open file stays as it was (a copy was rendered)
     images = {path.name: cv2.imread(str(path)) for path in sorted(out.glob("*_yaw*.png"))}
     assert len(images) == 8 and all(image.shape == (RENDER_PX, RENDER_PX, 3) for image in images.values())
-    for (name_a, a), (name_b, b) in itertools.combinations(images.items(), 2):
-        assert np.abs(a.astype(np.float32) - b).mean() > 0.25, (name_a, name_b)
-    assert state.last_render == str(out / "contact_sheet.png") and cv2.imread(state.last_render) is not None
+    check_each_axis_of_the_job(images)
+    assert scene_state.last_render == str(out / "contact_sheet.png") and cv2.imread(scene_state.last_render) is not None
 
 
-def test_export_writes_a_glb_that_reimports(reconstructed, state, tmp_path):
+def test_export_writes_a_glb_that_reimports(reconstructed, scene_state, tmp_path):
     build_avatar(reconstructed[1])
     target = tmp_path / "anna"
     assert bpy.ops.studio_avatar.export(filepath=str(target), format="GLB", wait=True) == {"FINISHED"}
@@ -268,7 +253,7 @@ def test_export_writes_a_glb_that_reimports(reconstructed, state, tmp_path):
 def test_every_operator_and_property_has_a_tooltip(installed):
     registration = importlib.import_module(f"{MODULE}.registration")
     missing = []
-    for cls in registration._CLASSES:
+    for cls in registration.CLASSES:
         if issubclass(cls, bpy.types.Operator) and not cls.bl_description.strip():
             missing.append(cls.__name__)
         base = next(b for b in (bpy.types.Operator, bpy.types.PropertyGroup, bpy.types.AddonPreferences, bpy.types.Panel)
@@ -280,9 +265,29 @@ def test_every_operator_and_property_has_a_tooltip(installed):
     assert not missing, f"no description: {missing}"
 
 
+def avatar_facts(objects) -> dict:
+    """What an FBX export promises to carry of an avatar: the rig's bones; the head's vertices, shape keys and
+    materials with the albedo's pixels, skinned to the rig; the eyes, hanging from their bones."""
+    (armature,) = [obj for obj in objects if obj.type == "ARMATURE"]
+    meshes = sorted((obj for obj in objects if obj.type == "MESH"), key=lambda obj: (-len(obj.data.vertices), obj.name))
+    head = meshes[0]
+    albedo = next(node.image for node in head.data.materials[0].node_tree.nodes if node.type == "TEX_IMAGE")
+    pixels = np.empty(len(albedo.pixels), np.float32)
+    albedo.pixels.foreach_get(pixels)
+    return {
+        "bones": sorted(bone.name for bone in armature.data.bones),
+        "mesh_vertices": [len(mesh.data.vertices) for mesh in meshes],
+        "head_shape_keys": sorted(key.name for key in head.data.shape_keys.key_blocks),
+        "head_materials": [material.name for material in head.data.materials],
+        "albedo_px": tuple(albedo.size),
+        "albedo_mean": round(float(pixels.mean()), 4),
+        "head_skinned": head.find_armature() == armature,
+        "parent_bones": [mesh.parent_bone if mesh.parent == armature else None for mesh in meshes],
+    }
+
+
 def test_readme_scripting_example_reconstructs_renders_and_exports(installed, head_video, tmp_path, repo_root):
     """The README's batch script, as written, with lighter settings (draft preset, tiny renders) on two videos."""
-    import shutil
     import sys
 
     readme = (repo_root / "README.md").read_text()
@@ -305,9 +310,54 @@ def test_readme_scripting_example_reconstructs_renders_and_exports(installed, he
         exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})
     finally:
         sys.argv = argv
-    for video in videos:
+    built = avatar_facts(bpy.context.scene.objects)      # the last video's avatar is still in the open scene
+    assert built["head_skinned"] and built["parent_bones"] == ["", "eye_L", "eye_R"]
+    for video in videos:            # copies of one video: the same avatar twice
         capture = video.with_name(video.stem + "_capture")
         renders = sorted(p.name for p in (capture / "renders").glob("*.png"))
         assert len(renders) == 3 * 3 * 2 + 1 and "contact_sheet.png" in renders      # lightings x views x expressions + sheet
-        assert (capture / "avatar.fbx").stat().st_size > 0
+        reset_addon_scene(installed)
+        bpy.ops.import_scene.fbx(filepath=str(capture / "avatar.fbx"))
+        assert sorted(obj.type for obj in bpy.data.objects) == ["ARMATURE", "MESH", "MESH", "MESH"], video.name
+        assert avatar_facts(bpy.data.objects) == built, video.name
+        assert all(image.packed_file is not None for image in bpy.data.images), "the FBX embeds its textures"
     assert not (tmp_path / "broken_capture" / "renders").exists()                  # the failure was reported and skipped
+
+
+def test_batch_videos_runs_a_folder_in_the_worker_and_draws_in_every_state(scene_state, head_video, tmp_path):
+    folder, out = tmp_path / "videos", tmp_path / "batch"
+    folder.mkdir()
+    idle = draw(bpy.types.STUDIO_AVATAR_PT_render_export)
+    assert "studio_avatar.batch_videos" in idle.operators() and "wm.path_open" not in idle.operators()
+    scene_state.batch_videos_dir, scene_state.batch_output_dir = str(folder), str(out)
+    with pytest.raises(RuntimeError, match="No videos"):
+        bpy.ops.studio_avatar.batch_videos(wait=True)
+
+    job = bpy.context.window_manager.studio_avatar_job
+    job.running, job.panel, job.stage, job.fraction, job.message, job.eta_s = (
+        True, "STUDIO_AVATAR_PT_render_export", "batch", 0.4, "anna: render", 30.0)
+    try:
+        running = draw(bpy.types.STUDIO_AVATAR_PT_render_export)
+        assert ("progress", pytest.approx(0.4), "40%  batch: anna: render") in running.calls
+        assert "studio_avatar.cancel_job" in running.operators()
+    finally:
+        job.running, job.panel = False, ""
+
+    shutil.copyfile(head_video, folder / "anna.mp4")
+    shutil.copyfile(head_video, folder / "ben.mov")
+    (folder / "broken.mp4").write_text("not a video")
+    (folder / "notes.txt").write_text("not a video either, and not picked up")
+    scene_state.batch_videos_dir, scene_state.batch_output_dir = str(folder), str(out)
+    scene_state.preset, scene_state.texture_size, scene_state.texture_method = "DRAFT", 256, "CLASSIC"
+    scene_state.render_lightings, scene_state.render_views, scene_state.render_expressions = {"studio"}, "0", "neutral"
+    scene_state.render_resolution, scene_state.render_samples, scene_state.batch_exports = RENDER_PX, 2, "npz"
+    assert bpy.ops.studio_avatar.batch_videos(wait=True) == {"FINISHED"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(video["name"], video["status"]) for video in summary["videos"]] == [
+        ("anna", "done"), ("ben", "done"), ("broken", "failed")]
+    for name in ("anna", "ben"):
+        assert (out / name / "avatar.npz").is_file() and (out / name / "renders" / "contact_sheet.png").is_file()
+    assert scene_state.last_batch_index == str(out / "index.html")
+    done = draw(bpy.types.STUDIO_AVATAR_PT_render_export)
+    assert "studio_avatar.batch_videos" in done.operators() and "wm.path_open" in done.operators()
+    assert "2 of 3 videos done, 1 failed" in done.labels()

@@ -18,8 +18,9 @@ import torch
 
 from studio_avatar.core.eval.metrics import band_energy, gradient_correlation
 from studio_avatar.core.head.source import load_head
-from studio_avatar.core.synth.albedo import (generate_albedo, ita_degrees, linear_srgb_to_lab, sample_skin,
-                                             skin_reflectance_rgb)
+from studio_avatar.core.color import ita_degrees, linear_srgb_to_lab
+from studio_avatar.core.skin import skin_reflectance_rgb
+from studio_avatar.core.synth.albedo import generate_albedo, sample_skin
 from studio_avatar.core.texture.uv import texel_geometry
 
 SIZE = 512

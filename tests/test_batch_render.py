@@ -5,7 +5,6 @@ and every render runs through the CLI in a fresh process: opening the .blend
 replaces a Blender session's data, and EEVEE may abort its process.
 """
 
-import itertools
 import json
 from pathlib import Path
 
@@ -21,8 +20,10 @@ from studio_avatar.core.blender.batch_render import (
 from studio_avatar.core.errors import InputError
 
 SIZE_PX = 96
-JOB = ("--lightings", "studio,sunset", "--views", "0,30", "--expressions", "neutral,jawOpen",
+LIGHTINGS, VIEWS, EXPRESSIONS = ("studio", "sunset"), ("+000", "+030"), ("neutral", "jawOpen")
+JOB = ("--lightings", ",".join(LIGHTINGS), "--views", "0,30", "--expressions", ",".join(EXPRESSIONS),
        "--resolution", str(SIZE_PX), "--samples", "4")
+BACKDROP_TOLERANCE = 12     # 8-bit levels: the studio preset's plain grey world is uniform to about 2
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +69,56 @@ def test_unknown_presets_and_expressions_are_clear_input_errors():
         "mouthSmileLeft": 1.0, "mouthSmileRight": 1.0, "jawOpen": 1.0}
 
 
-def test_batch_writes_every_image_all_different_and_a_contact_sheet(batch):
+def head_mask(studio_image: np.ndarray) -> np.ndarray:
+    """(H, W) True on the head of a studio-lit render: wherever it differs from the grey backdrop at its border."""
+    image = studio_image.astype(np.float32)
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return np.abs(image - np.median(border, axis=0)).max(-1) > BACKDROP_TOLERANCE
+
+
+def abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(H, W) largest per-channel difference of two 8-bit images, in levels."""
+    return np.abs(a.astype(np.float32) - b.astype(np.float32)).max(-1)
+
+
+def check_each_axis_of_the_job(images: dict[str, np.ndarray]) -> None:
+    """The images of JOB's tasks (file name -> BGR) change where each axis of the job says, on the head itself.
+
+    Lighting: the head's own pixels change, not only the backdrop. Expression: jawOpen changes a mouth's worth of
+    pixels, all below the eyes, and leaves the upper head as it was. View: the head's silhouette moves.
+    """
+    def image(lighting, view, expression):
+        return images[f"{lighting}_yaw{view}_{expression}.png"]
+
+    for view in VIEWS:
+        for expression in EXPRESSIONS:
+            head = head_mask(image("studio", view, expression))
+            assert 0.1 < head.mean() < 0.5, (view, expression, head.mean())        # framed: the head, not all of it
+            relit = abs_diff(image("studio", view, expression), image("sunset", view, expression))[head].mean()
+            assert relit > 8, (view, expression, relit)                            # about 15 levels when it works
+    for lighting in LIGHTINGS:
+        for view in VIEWS:
+            head = head_mask(image("studio", view, "neutral"))
+            rows = np.flatnonzero(head.any(axis=1))
+            below_eyes = rows[0] + 0.45 * (rows[-1] - rows[0])
+            changed = abs_diff(image(lighting, view, "neutral"), image(lighting, view, "jawOpen")) > 30
+            assert changed[head].mean() > 0.02, (lighting, view, changed[head].mean())   # 4-6 % when it works
+            assert np.flatnonzero(changed.any(axis=1))[0] > below_eyes, (lighting, view)
+            upper_head = head & (np.arange(head.shape[0]) < below_eyes)[:, None]
+            assert not changed[upper_head].any(), (lighting, view)
+    for expression in EXPRESSIONS:
+        front, turned = (head_mask(image("studio", view, expression)) for view in VIEWS)
+        assert (front & turned).sum() / (front | turned).sum() < 0.95, expression      # 0.85 when it works
+        for lighting in LIGHTINGS:
+            turning = abs_diff(image(lighting, VIEWS[0], expression), image(lighting, VIEWS[1], expression))
+            assert turning[front | turned].mean() > 10, (lighting, expression)        # 19-24 levels when it works
+
+
+def test_batch_writes_every_image_and_a_contact_sheet(batch):
     images = {Path(path).name: cv2.imread(path) for path in batch["images"]}
     assert len(images) == 8 and batch["rendered"] == 8 and batch["engine"] == "CYCLES"
     assert all(image is not None and image.shape == (SIZE_PX, SIZE_PX, 3) for image in images.values())
-    for (name_a, a), (name_b, b) in itertools.combinations(images.items(), 2):
-        assert np.abs(a.astype(np.float32) - b).mean() > 0.25, (name_a, name_b)
+    check_each_axis_of_the_job(images)
     sheet = cv2.imread(batch["contact_sheet"])
     assert Path(batch["contact_sheet"]).name == CONTACT_SHEET
     rows, columns = 2 * 2, 2                       # lighting x expression, views

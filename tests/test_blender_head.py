@@ -14,27 +14,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
-from build_extension import build
+from addon_fixtures import addon_module
+from blender_layout import DrawSelf, RecordingLayout, operator_rna
 from mathutils import Matrix
 from synthetic_head import make_synthetic_head
 
 from studio_avatar.core.blender.head import VERTEX_INDEX_ATTRIBUTE, build_head, to_blender
 from studio_avatar.core.head.model import HeadModelError, axis_angle_to_matrix
 
-MODULE = "bl_ext.head_repo.studio_avatar"
+MODULE = addon_module(__name__)
 BONES = {"root": None, "neck": "root", "jaw": "neck", "eye_L": "neck", "eye_R": "neck"}
 
 
 @pytest.fixture(scope="module")
 def model():
     return make_synthetic_head()
-
-
-@pytest.fixture
-def empty_scene():
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    return bpy.context.scene
 
 
 @pytest.fixture
@@ -192,14 +186,6 @@ def test_polygons_joining_an_eye_to_the_head_are_refused(model, empty_scene):
 
 # -- the operator and menu in the installed extension ----------------------------------------------
 
-@pytest.fixture(scope="module")
-def installed(repo_root, tmp_path_factory):
-    extension_zip = build(tmp_path_factory.mktemp("dist"), repo_root)
-    with installed_extension(extension_zip, "head_repo", tmp_path_factory.mktemp("ext")) as module:
-        assert module == MODULE
-        yield module
-
-
 def add_menu_entries():
     return [draw for draw in getattr(bpy.types.VIEW3D_MT_mesh_add.draw, "_draw_funcs", ()) if draw.__module__.startswith(MODULE)]
 
@@ -213,7 +199,7 @@ def test_add_head_is_registered_in_the_add_mesh_menu(installed):
     assert layout.calls == [("operator", "studio_avatar.add_head", "Studio Avatar Head")]
 
 
-def test_add_head_builds_the_open_head_at_the_cursor(installed, empty_scene):
+def test_add_head_builds_the_open_head_at_the_cursor(scene):
     """The real path: the worker builds and caches the open head, the operator builds it in the scene."""
     jobs = importlib.import_module(f"{MODULE}.operators.jobs")
     bpy.context.scene.cursor.location = (0.5, 0.0, 1.5)
@@ -233,13 +219,13 @@ def test_add_head_builds_the_open_head_at_the_cursor(installed, empty_scene):
     assert np.linalg.norm(evaluated_world_vertices(mesh) - before, axis=1).max() > 0.005
 
 
-def test_add_head_limits_the_expressions(installed, empty_scene, open_head_model):
+def test_add_head_limits_the_expressions(scene, open_head_model):
     assert bpy.ops.studio_avatar.add_head(num_expressions=2) == {"FINISHED"}
     keys = bpy.context.view_layer.objects.active.data.shape_keys.key_blocks.keys()
     assert keys == ["Basis", *open_head_model.expression_names[:2]]
 
 
-def test_add_head_reports_a_broken_head_model(installed, empty_scene, tmp_path):
+def test_add_head_reports_a_broken_head_model(scene, tmp_path):
     prefs = bpy.context.preferences.addons[MODULE].preferences
     broken = tmp_path / "generic_model.pkl"
     broken.write_bytes(b"\x80\x02not really a pickle")
@@ -252,7 +238,7 @@ def test_add_head_reports_a_broken_head_model(installed, empty_scene, tmp_path):
     assert "Traceback" not in str(raised.value) and len(bpy.data.objects) == 0
 
 
-def test_add_head_from_flame_needs_the_model_file(installed, empty_scene, tmp_path):
+def test_add_head_from_flame_needs_the_model_file(scene, tmp_path):
     prefs = bpy.context.preferences.addons[MODULE].preferences
     with pytest.raises(RuntimeError, match="Set the FLAME model file"):
         bpy.ops.studio_avatar.add_head(source="FLAME")

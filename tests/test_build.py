@@ -19,8 +19,8 @@ import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
 import cv2
 import numpy as np
 import pytest
-from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
-from build_extension import build
+from addon_fixtures import addon_module
+from blender_layout import DrawSelf, RecordingLayout, operator_rna
 from fresh_import import heavy_modules_after_import
 
 from studio_avatar.core.atomic import atomic_write_npz
@@ -34,7 +34,7 @@ from studio_avatar.core.hashing import file_sha256
 from studio_avatar.core.stages import SOURCE, adopt_outputs
 
 HELPER = Path(__file__).resolve().parent / "helpers" / "avatar_blend.py"
-MODULE = "bl_ext.build_repo.studio_avatar"
+MODULE = addon_module(__name__)
 SKIN_SRGB = (200, 150, 120)
 GREEN_SRGB = (60, 170, 60)         # a colour no skin has: shows up if the wrong albedo were chosen
 SHAPE = np.array([1.5, -1.0, 0.8, 0.5], np.float32)
@@ -247,12 +247,6 @@ def test_cycles_render_shows_skin_on_the_face(built, tmp_path):
 
 # -- build_avatar in this process ---------------------------------------------------------------
 
-@pytest.fixture
-def empty_scene():
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    return bpy.context.scene
-
-
 def test_build_avatar_applies_the_identity_and_puts_materials_on_their_regions(open_head, empty_scene, tmp_path):
     inputs = read_avatar_inputs(make_capture(tmp_path / "anna", open_head))
     avatar = build_avatar(open_head, inputs, name="Anna")
@@ -289,19 +283,17 @@ def test_build_avatar_applies_the_identity_and_puts_materials_on_their_regions(o
 # -- the operator in the installed extension ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def installed(repo_root, tmp_path_factory):
-    extension_zip = build(tmp_path_factory.mktemp("dist"), repo_root)
-    with installed_extension(extension_zip, "build_repo", tmp_path_factory.mktemp("ext")) as module:
-        assert module == MODULE
-        prefs = bpy.context.preferences.addons[MODULE].preferences
-        prefs.cache_dir = os.environ["STUDIO_AVATAR_CACHE"]  # the worker finds the open head the tests built
-        try:
-            yield module
-        finally:
-            prefs.cache_dir = ""
+def worker_cache(installed):
+    """The installed extension's worker finds the open head the tests built (the session cache)."""
+    prefs = bpy.context.preferences.addons[installed].preferences
+    prefs.cache_dir = os.environ["STUDIO_AVATAR_CACHE"]
+    try:
+        yield installed
+    finally:
+        prefs.cache_dir = ""
 
 
-def test_build_operator_is_registered_with_tooltips_and_in_the_panel(installed, empty_scene):
+def test_build_operator_is_registered_with_tooltips_and_in_the_panel(worker_cache, empty_scene):
     rna = operator_rna("studio_avatar.build_avatar")
     assert rna.identifier == "STUDIO_AVATAR_OT_build_avatar" and rna.description
     for name in ("directory", "pack_images"):
@@ -311,7 +303,7 @@ def test_build_operator_is_registered_with_tooltips_and_in_the_panel(installed, 
     assert ("operator", "studio_avatar.build_avatar", "Build Avatar from Capture") in layout.calls
 
 
-def test_build_operator_adds_the_avatar_next_to_user_objects(installed, empty_scene, open_head, tmp_path):
+def test_build_operator_adds_the_avatar_next_to_user_objects(worker_cache, empty_scene, open_head, tmp_path):
     capture = make_capture(tmp_path / "anna", open_head)
     bpy.ops.mesh.primitive_cube_add(size=0.5, location=(1.0, 2.0, 3.0))
     cube = bpy.context.object
@@ -336,7 +328,7 @@ def test_build_operator_adds_the_avatar_next_to_user_objects(installed, empty_sc
     assert jobs.active_job() is None
 
 
-def test_build_operator_reports_a_capture_that_is_not_ready(installed, empty_scene, open_head, tmp_path):
+def test_build_operator_reports_a_capture_that_is_not_ready(worker_cache, empty_scene, open_head, tmp_path):
     capture = make_capture(tmp_path / "anna", open_head, textures=())
     with pytest.raises(RuntimeError, match="no albedo texture yet"):
         bpy.ops.studio_avatar.build_avatar(directory=str(capture), wait=True)

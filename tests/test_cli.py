@@ -1,6 +1,7 @@
 """The command-line tool as a user meets it: help, reconstruct/status/demo, refusals that lose nothing."""
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -102,11 +103,18 @@ def test_demo_synthesizes_reconstructs_relights_and_scores(cli, tmp_path):
     assert scores["coverage_face"] > 0.8 and scores["geometry_error_mm"] < 3.0
     for method in ("phone", "delit_classic"):
         values = scores["methods"][method]
-        for key in ("albedo_psnr_observed", "albedo_ssim_observed", "shading_leakage", "delta_e_face", "ita_error_deg",
-                    "identity_distance"):
-            assert isinstance(values[key], float), (method, key)
-        assert values["albedo_psnr_observed_matched"] > 15.0
-    assert isinstance(scores["methods"]["delit_classic"]["albedo_psnr_completed"], float)
+        for key in ("albedo_psnr_observed", "albedo_psnr_observed_matched", "albedo_ssim_observed", "shading_leakage",
+                    "delta_e_face", "ita_error_deg", "identity_distance"):
+            assert isinstance(values[key], float) and math.isfinite(values[key]), (method, key, values[key])
+    # Bars per method, from what the code scores on this capture (seed 0, 20 frames at 256^2, 1024^2 textures;
+    # measured: phone 17.7 dB, delit_classic 22.1 dB exposure-matched, shading leakage 0.50 and -0.20, completed
+    # face 16.9 dB), each ~2 dB / 0.15 below: the lit phone texture keeps the light, the delit one must lose it.
+    phone, delit = scores["methods"]["phone"], scores["methods"]["delit_classic"]
+    assert phone["albedo_psnr_observed_matched"] > 16.0 and phone["shading_leakage"] > 0.3, phone
+    assert delit["albedo_psnr_observed_matched"] > 20.0 and abs(delit["shading_leakage"]) < 0.35, delit
+    assert delit["albedo_psnr_observed_matched"] > phone["albedo_psnr_observed_matched"] + 2.5   # measured +4.4
+    completed = delit["albedo_psnr_completed"]
+    assert isinstance(completed, float) and math.isfinite(completed) and completed > 14.5, completed
     assert "PSNR observed face" in out.stderr          # the score table for people
 
 

@@ -8,16 +8,16 @@ import stat
 import sys
 import time
 
-import bpy  # noqa: I001 - bpy must come first: it puts addon_utils on sys.path
+import bpy
 import pytest
-from blender_layout import DrawSelf, RecordingLayout, installed_extension, operator_rna
-from build_extension import build
+from addon_fixtures import addon_module
+from blender_layout import DrawSelf, RecordingLayout, operator_rna
 
 from studio_avatar.core import deps, paths
 from studio_avatar.core.errors import Cancelled
 from studio_avatar.core.progress import CancelToken
 
-MODULE = "bl_ext.deps_repo.studio_avatar"
+MODULE = addon_module(__name__)
 
 # A stand-in for Blender's Python: "-m pip --version" fails until "-m ensurepip" ran; "-m pip install" prints
 # what pip prints and logs its argv; FAKE_PIP_FAIL=1 makes it fail like pip without network.
@@ -231,19 +231,11 @@ def test_weights_folder_defaults_to_the_shipped_one_and_honours_the_override(rep
 
 # -- inside the installed extension ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def installed(repo_root, tmp_path_factory):
-    extension_zip = build(tmp_path_factory.mktemp("dist"), repo_root)
-    with installed_extension(extension_zip, "deps_repo", tmp_path_factory.mktemp("ext")) as module:
-        assert module == MODULE
-        yield module
-
-
 @pytest.fixture
 def addon(installed):
     import importlib
 
-    prefs_module = importlib.import_module(f"{MODULE}.panels.preferences")
+    prefs_module = importlib.import_module(f"{MODULE}.preferences")
     prefs_module.DEPENDENCY_REPORT.statuses, prefs_module.DEPENDENCY_REPORT.error = None, ""
     return {
         "prefs": bpy.context.preferences.addons[MODULE].preferences,

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from studio_avatar.core.enhance.model import CONDITION_CHANNELS, EnhanceConfig, build_unet, detail_conditions
-from studio_avatar.core.enhance.pipeline import EnhancePipeline, blend_window, tile_starts
+from studio_avatar.core.enhance.pipeline import EnhancePipeline
 from studio_avatar.core.enhance.weights import load_enhance, save_enhance
 from studio_avatar.core.errors import InputError
+from studio_avatar.core.render.tiles import blend_window, tile_starts
 from studio_avatar.core.weights import WeightsError
 
 TINY = EnhanceConfig(channels=(8, 16), tile=32, residual_scale=0.05, train_timesteps=100)
@@ -181,11 +182,12 @@ def tiny_weights(folder):
 def test_stage_adds_detail_on_the_skin_and_keeps_the_rest(tmp_path):
     from stage_fixtures import new_capture
 
+    from studio_avatar.core.color import linear_to_srgb
     from studio_avatar.core.enhance.stage import ENHANCE_STAGE, FINAL_PNG, EnhanceParams, skin_layout
     from studio_avatar.core.hashing import path_sha256
+    from studio_avatar.core.image_io import read_image, write_png16
     from studio_avatar.core.progress import Progress
     from studio_avatar.core.stages import adopt_outputs, run_stage
-    from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, write_png16
 
     base, phone, coverage = textures(size=128)
     capture = new_capture(tmp_path / "cap")

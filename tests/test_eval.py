@@ -18,19 +18,20 @@ import numpy as np
 import pytest
 import torch
 
-from studio_avatar.core import cli
+from studio_avatar.core import cli, color
 from studio_avatar.core.capture import Capture
+from studio_avatar.core.color import linear_to_srgb, srgb_to_linear
 from studio_avatar.core.eval import metrics
 from studio_avatar.core.eval.evaluate import evaluate_capture, geometry_errors_mm, json_ready
 from studio_avatar.core.head.open_head import get_open_head
+from studio_avatar.core.image_io import read_image, write_exr, write_png16
 from studio_avatar.core.progress import Progress
+from studio_avatar.core.render.normals import vertex_normals
 from studio_avatar.core.stages import adopt_outputs, run_stage
 from studio_avatar.core.synth import ground_truth as gtf
 from studio_avatar.core.synth.head_clip import HeadClipSpec
 from studio_avatar.core.synth.textured_capture import Light, smooth_albedo, write_textured_capture
 from studio_avatar.core.texture.delight import DELIGHT_CLASSIC_STAGE, DelightParams
-from studio_avatar.core.texture.image_io import linear_to_srgb, read_image, srgb_to_linear, write_exr, write_png16
-from studio_avatar.core.texture.raster import vertex_normals
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams
 from studio_avatar.core.texture.uv import texel_geometry
 
@@ -115,17 +116,17 @@ def test_ciede2000_matches_the_published_test_pairs():
     first = np.array([pair[0] for pair in SHARMA_PAIRS])
     second = np.array([pair[1] for pair in SHARMA_PAIRS])
     expected = np.array([pair[2] for pair in SHARMA_PAIRS])
-    assert np.abs(metrics.delta_e2000(first, second) - expected).max() < 5e-5
-    assert np.abs(metrics.delta_e2000(second, first) - expected).max() < 5e-5    # symmetric
-    assert metrics.delta_e2000(first[0], first[0]) == 0.0
+    assert np.abs(color.delta_e2000(first, second) - expected).max() < 5e-5
+    assert np.abs(color.delta_e2000(second, first) - expected).max() < 5e-5    # symmetric
+    assert color.delta_e2000(first[0], first[0]) == 0.0
 
 
 def test_lab_and_ita_of_known_colours():
-    assert np.allclose(metrics.linear_srgb_to_lab(np.ones(3)), [100.0, 0.0, 0.0], atol=1e-3)
-    assert np.allclose(metrics.linear_srgb_to_lab(np.array([1.0, 0.0, 0.0])), [53.2408, 80.0925, 67.2032], atol=1e-3)
-    assert np.allclose(metrics.linear_srgb_to_lab(np.zeros(3)), 0.0, atol=1e-9)
-    assert metrics.ita_degrees(np.array([1.0, 0.0, 0.0])) == pytest.approx(np.degrees(np.arctan2(3.2408, 67.2032)), abs=1e-3)
-    assert metrics.ita_degrees(np.ones(3)) == pytest.approx(90.0, abs=0.1)         # white: L* = 100, b* = 0
+    assert np.allclose(color.linear_srgb_to_lab(np.ones(3)), [100.0, 0.0, 0.0], atol=1e-3)
+    assert np.allclose(color.linear_srgb_to_lab(np.array([1.0, 0.0, 0.0])), [53.2408, 80.0925, 67.2032], atol=1e-3)
+    assert np.allclose(color.linear_srgb_to_lab(np.zeros(3)), 0.0, atol=1e-9)
+    assert color.ita_degrees(np.array([1.0, 0.0, 0.0])) == pytest.approx(np.degrees(np.arctan2(3.2408, 67.2032)), abs=1e-3)
+    assert color.ita_degrees(np.ones(3)) == pytest.approx(90.0, abs=0.1)         # white: L* = 100, b* = 0
 
 
 def test_psnr_ssim_and_shading_leakage_on_images():
@@ -206,8 +207,8 @@ def test_colour_shift_and_misalignment_move_the_metrics_as_predicted(tmp_path, w
     rest_normals = vertex_normals(head.vertices(true_shape)[0], head.faces)
     face = geometry.image(geometry.face_surface(head, rest_normals) & geometry.skin).numpy()
     mask = face & (coverage > 0.1)
-    expected = metrics.delta_e2000(metrics.linear_srgb_to_lab(srgb_to_linear(shifted[mask])),
-                                   metrics.linear_srgb_to_lab(srgb_to_linear(truth_srgb[mask])))
+    expected = color.delta_e2000(color.linear_srgb_to_lab(srgb_to_linear(shifted[mask])),
+                                   color.linear_srgb_to_lab(srgb_to_linear(truth_srgb[mask])))
     assert scores["delta_e_face"] == pytest.approx(float(expected.mean()), rel=1e-6)
     assert 2.0 < scores["delta_e_face"] < 10.0                    # a 10% red cast is clearly visible
     assert scores["ita_error_deg"] < 0                           # a red cast raises b* more than L*: a lower ITA

@@ -15,7 +15,7 @@ from studio_avatar.core.gmug.invert import InversionParams, invert
 from studio_avatar.core.gmug.networks import (Discriminator, Encoder, Generator, GMugConfig, fine_tune_parameters,
                                               frozen_prefixes)
 from studio_avatar.core.gmug.stage import compose_albedo
-from studio_avatar.core.gmug.train import Trainer, TrainConfig
+from studio_avatar.core.gmug.train import TrainConfig, Trainer
 from studio_avatar.core.gmug.weights import WeightsError, load_gmug, save_gmug
 from studio_avatar.core.pipeline import texture_plan
 from studio_avatar.core.progress import CallbackSink, Progress
@@ -201,7 +201,7 @@ def test_exposure_normalisation_makes_the_input_independent_of_the_phone_level()
     assert torch.equal(dim_seen[0, 0] > 0, torch.as_tensor(masks.islands > 0))
     # a 4x larger texture averages down to the same input (coverage-weighted)
     big = np.repeat(np.repeat(linear[0].transpose(1, 2, 0), 4, 0), 4, 1)
-    from studio_avatar.core.texture.image_io import linear_to_srgb
+    from studio_avatar.core.color import linear_to_srgb
 
     x, _, _ = network_input(linear_to_srgb(big), np.repeat(np.repeat(coverage[0, 0], 4, 0), 4, 1), 32)
     torch.testing.assert_close(x, dim, rtol=1e-3, atol=2e-3)
@@ -210,7 +210,7 @@ def test_exposure_normalisation_makes_the_input_independent_of_the_phone_level()
 def test_composition_keeps_well_seen_classic_texels_and_anchors_the_completion_to_their_level():
     import cv2
 
-    from studio_avatar.core.texture.image_io import linear_to_srgb
+    from studio_avatar.core.color import linear_to_srgb
 
     rng = np.random.default_rng(3)
     size, low = 256, 32

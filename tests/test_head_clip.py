@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from studio_avatar.core.head.landmarks import _detect_faces
+from studio_avatar.core.head.landmarks import detect_faces
 from studio_avatar.core.head.open_head import get_open_head
+from studio_avatar.core.render.camera import PinholeCamera, project
 from studio_avatar.core.synth.head_clip import HeadClipSpec, background_image, sample_head_clip, write_head_clip
-from studio_avatar.core.texture.raster import PinholeCamera, project
 
 NOSE_TIP, RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 1, 33, 263     # mediapipe's "left" is the subject's left
 NEAR_FRONTAL_DEG = 35.0
@@ -135,7 +135,7 @@ def test_mediapipe_finds_the_face_where_the_ground_truth_says(head, clip):
     spec, gt, video, _ = clip
     frames = decode(video)
     assert len(frames) == spec.frames
-    detections = [found for found, _ in _detect_faces([np.ascontiguousarray(f[..., ::-1]) for f in frames])]
+    detections = [found for found, _ in detect_faces([np.ascontiguousarray(f[..., ::-1]) for f in frames])]
     oval = np.unique(np.array(list(FACEMESH_FACE_OVAL)))
 
     shape = torch.as_tensor(gt["shape"])[None]

@@ -100,5 +100,5 @@ def test_mediapipe_logs_nothing(head, capfd):
 
 
 def test_importing_the_modules_stays_light():
-    modules = ["studio_avatar.core.head.landmarks", "studio_avatar.core.texture.raster"]
+    modules = ["studio_avatar.core.head.landmarks", "studio_avatar.core.render.raster", "studio_avatar.core.render.camera"]
     assert heavy_modules_after_import(modules, ("torch", "cv2", "mediapipe")) == []

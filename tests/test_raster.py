@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from studio_avatar.core.texture.raster import PinholeCamera, interpolate, project, rasterize
+from studio_avatar.core.render.camera import PinholeCamera, project
+from studio_avatar.core.render.raster import interpolate, rasterize
 
 
 def screen(points_xy, depth=1.0):

@@ -13,11 +13,13 @@ import pytest
 
 from studio_avatar.core.errors import InputError
 from studio_avatar.core.head.open_head import get_open_head
+from studio_avatar.core.render.camera import camera_for
 from studio_avatar.core.synth import ground_truth as G
-from studio_avatar.core.synth.head_clip import camera_for, posed_vertices
+from studio_avatar.core.synth.head_clip import posed_vertices
 from studio_avatar.core.synth.phone_capture import (PhoneCamera, SynthSpec, head_to_camera, sample_scene, sample_truth,
                                                     write_synthetic_capture)
-from studio_avatar.core.texture.raster import project, rasterize
+from studio_avatar.core.render.camera import project
+from studio_avatar.core.render.raster import rasterize
 
 bpy = pytest.importorskip("bpy")
 from studio_avatar.core.blender.lighting import Lighting  # noqa: E402
@@ -46,7 +48,7 @@ def _frames(video):
 
 def test_cycles_frames_follow_the_fit_conventions(head, tmp_path):
     """The Cycles silhouette of each frame is the torch rasterizer's silhouette of the true fit (non-square, off-axis)."""
-    from studio_avatar.core.texture.image_io import write_png16
+    from studio_avatar.core.image_io import write_png16
 
     spec = replace(TINY, width=160, height=120, frames=3, yaw_deg=70.0)
     truth = sample_truth(head, spec, sample_scene(spec))
@@ -72,7 +74,7 @@ def test_bake_is_the_irradiance(head, tmp_path):
     """Under a uniform white world of radiance 1, open skin receives irradiance ~1 and the mouth's inside far less."""
     import torch
 
-    from studio_avatar.core.texture.image_io import write_png16
+    from studio_avatar.core.image_io import write_png16
     from studio_avatar.core.texture.uv import texel_geometry
 
     write_png16(tmp_path / "grey.png", np.full((8, 8, 3), 0.5))
@@ -127,7 +129,7 @@ def test_phone_camera_exposes_and_adds_noise():
                 "shutter_s": 1 / 60, "shot_noise": 3e-4, "read_noise": 1 / 255}
     dark = np.full((64, 64, 3), 0.02, np.float32) * np.array([1.0, 0.8, 0.6], np.float32)
     bright = dark * 10
-    from studio_avatar.core.texture.image_io import srgb_to_linear
+    from studio_avatar.core.color import srgb_to_linear
 
     out_dark = PhoneCamera(settings, 0, 30.0)(dark, 0, np.zeros(2))
     out_bright = PhoneCamera(settings, 0, 30.0)(bright, 0, np.zeros(2))

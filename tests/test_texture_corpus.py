@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from studio_avatar.core.color import srgb_to_linear
 from studio_avatar.core.errors import Cancelled
+from studio_avatar.core.image_io import read_image
 from studio_avatar.core.progress import CancelToken, Progress
 from studio_avatar.core.synth import texture_corpus as tc
-from studio_avatar.core.texture.image_io import read_image, srgb_to_linear
 
 SIZE = 128
 FAST = tc.TextureCorpusParams(visibility_directions=48)                 # a coarser visibility table: quicker identities
@@ -98,7 +99,7 @@ def test_coverage_holes_shrink_as_the_sweep_widens(identity, environments):
 def test_corpus_is_deterministic_resumable_and_holes_are_black(tmp_path, model):
     a, b = tmp_path / "a", tmp_path / "b"
     summary = tc.write_texture_corpus(a, count=3, size=SIZE, seed=5, samples_per_identity=2, params=FAST, model=model)
-    assert summary["written"] == 3 and summary["skipped"] == 0 and summary["samples_per_hour"] > 0
+    assert summary["written"] == 3 and summary["skipped"] == 0          # speed: bench/texture_corpus.py
     tc.write_texture_corpus(b, count=3, size=SIZE, seed=5, samples_per_identity=2, params=FAST, model=model)
     names = sorted(p.name for p in a.iterdir())
     assert names == sorted(p.name for p in b.iterdir())

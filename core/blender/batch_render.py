@@ -5,10 +5,11 @@ expression); ``plan_tasks`` makes it and every task has its own output file,
 so a render farm can list the tasks (``studio-avatar render --list-tasks``)
 and run one per machine (``--task N``). ``batch_render`` opens the .blend in
 this Blender session (a CLI process of its own: it replaces the session's
-data), adds a camera orbiting the head's vertical axis, sets the shape keys
-of each task's expression, applies the lighting (``core/blender/lighting.py``)
-and writes 8-bit sRGB PNGs atomically; ``write_contact_sheet`` assembles the
-images present into one labelled grid. Nothing in the .blend is saved back.
+data), finds its avatar (``core/blender/rig.py``), adds a camera orbiting
+the head's vertical axis, sets the shape keys of each task's expression,
+applies the lighting (``core/blender/lighting.py``) and writes 8-bit sRGB
+PNGs atomically; ``write_contact_sheet`` assembles the images present into
+one labelled grid. Nothing in the .blend is saved back.
 
 EEVEE can abort the whole process when no EGL/GPU is found, so without
 ``task_index`` each EEVEE task runs in a child ``studio-avatar render --task N``
@@ -34,8 +35,8 @@ from ..atomic import atomic_path, atomic_write_bytes
 from ..avatar_inputs import check_built_capture
 from ..errors import InputError, StudioAvatarError
 from ..native_stderr import native_stdout_captured
-from .avatar import CAPTURE_PROPERTY, FIT_PROPERTY
 from .lighting import PRESETS, apply_lighting, remove_lighting
+from .rig import Avatar, require_avatar
 
 ENGINES = ("CYCLES", "EEVEE")
 VIEW_FOV_DEG = 28.0
@@ -113,17 +114,18 @@ def expression_weights(expression: str, shape_keys: set[str]) -> dict[str, float
 def list_tasks(blend: str | os.PathLike, lightings: Sequence[str], views_deg: Sequence[float],
                expressions: Sequence[str]) -> list[dict[str, Any]]:
     """The job's plan as JSON-able dicts, checked against the avatar (so a farm never gets a task that must fail)."""
-    return [task.to_dict() for task in _open_and_plan(blend, lightings, views_deg, expressions)]
+    tasks, _ = _open_and_plan(blend, lightings, views_deg, expressions)
+    return [task.to_dict() for task in tasks]
 
 
 def _open_and_plan(blend: str | os.PathLike, lightings: Sequence[str], views_deg: Sequence[float],
-                   expressions: Sequence[str]) -> list[RenderTask]:
+                   expressions: Sequence[str]) -> tuple[list[RenderTask], Avatar]:
     """Plan the job, open the avatar in this session and check that it has every expression's shape keys."""
     tasks = plan_tasks(lightings, views_deg, expressions)
-    shape_keys = open_avatar(blend)
+    avatar = open_avatar(blend)
     for expression in expressions:
-        expression_weights(expression, shape_keys)
-    return tasks
+        expression_weights(expression, shape_key_names(avatar))
+    return tasks, avatar
 
 
 def batch_render(blend: str | os.PathLike, output_dir: str | os.PathLike, lightings: Sequence[str] = ("studio",),
@@ -142,8 +144,8 @@ def batch_render(blend: str | os.PathLike, output_dir: str | os.PathLike, lighti
         raise InputError(f"unknown render engine {engine!r}; choose from {', '.join(ENGINES)}")
     if not 16 <= resolution <= 8192 or not 1 <= samples <= 4096:
         raise InputError("--resolution must be between 16 and 8192 pixels and --samples between 1 and 4096")
-    tasks = _open_and_plan(blend, lightings, views_deg, expressions)
-    _check_recorded_capture(progress)
+    tasks, avatar = _open_and_plan(blend, lightings, views_deg, expressions)
+    _check_recorded_capture(avatar, progress)
     chosen = tasks if task_index is None else [_task_at(tasks, task_index)]
     output_dir = Path(output_dir)
     todo = [task for task in chosen if overwrite or not (output_dir / task.file_name).is_file()]
@@ -152,7 +154,7 @@ def batch_render(blend: str | os.PathLike, output_dir: str | os.PathLike, lighti
         if engine == "EEVEE" and task_index is None:
             _render_in_children(blend, output_dir, todo, lightings, views_deg, expressions, resolution, samples, progress)
         else:
-            _render_here(output_dir, todo, engine, resolution, samples, progress)
+            _render_here(avatar, output_dir, todo, engine, resolution, samples, progress)
     sheet = None
     if contact_sheet and task_index is None:
         sheet = write_contact_sheet(output_dir, lightings, views_deg, expressions)
@@ -166,13 +168,12 @@ def batch_render(blend: str | os.PathLike, output_dir: str | os.PathLike, lighti
     }
 
 
-def _check_recorded_capture(progress: Any) -> None:
+def _check_recorded_capture(avatar: Avatar, progress: Any) -> None:
     """Refuse an avatar whose recorded capture is half-rerun (stale fit); warn if it was reconstructed since the build."""
-    for collection in bpy.data.collections:
-        if CAPTURE_PROPERTY in collection:
-            newer = check_built_capture(str(collection[CAPTURE_PROPERTY]), str(collection.get(FIT_PROPERTY, "")), "render")
-            if newer and progress is not None:
-                progress.warning(newer)
+    if avatar.capture:
+        newer = check_built_capture(avatar.capture, avatar.fit_sha256, "render")
+        if newer and progress is not None:
+            progress.warning(newer)
 
 
 def _task_at(tasks: list[RenderTask], index: int) -> RenderTask:
@@ -181,35 +182,35 @@ def _task_at(tasks: list[RenderTask], index: int) -> RenderTask:
     return tasks[index]
 
 
-def open_avatar(blend: str | os.PathLike) -> set[str]:
-    """Open ``blend`` in this session (replacing its data); returns the shape key names of its meshes."""
+def open_avatar(blend: str | os.PathLike) -> Avatar:
+    """Open ``blend`` in this session (replacing its data); returns its avatar."""
     blend = Path(blend)
     if not blend.is_file():
         raise InputError(f"{blend} does not exist; build the avatar first (`studio-avatar build`)")
     with native_stdout_captured():
         bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
-    if not _head_meshes(bpy.context.scene):
-        raise InputError(f"{blend} holds no avatar head mesh")
-    return {key.name for obj in _shaped_meshes(bpy.context.scene) for key in obj.data.shape_keys.key_blocks[1:]}
+    return require_avatar(bpy.context.scene, str(blend))
 
 
-def _shaped_meshes(scene: Any) -> list[Any]:
-    return [obj for obj in scene.objects if obj.type == "MESH" and obj.data.shape_keys is not None]
+def _shaped_meshes(avatar: Avatar) -> list[Any]:
+    """The avatar's meshes with shape keys (the head's expressions; eyes may have their own)."""
+    return [obj for obj in avatar.meshes if obj.data.shape_keys is not None]
 
 
-def _head_meshes(scene: Any) -> list[Any]:
-    """The avatar's meshes (head and eyes carry the expression shape keys); any big mesh otherwise."""
-    return _shaped_meshes(scene) or [obj for obj in scene.objects if obj.type == "MESH" and len(obj.data.vertices) > 1000]
+def shape_key_names(avatar: Avatar) -> set[str]:
+    """The expression shape keys of the avatar's meshes (every key but each mesh's basis)."""
+    return {key.name for obj in _shaped_meshes(avatar) for key in obj.data.shape_keys.key_blocks[1:]}
 
 
-def _set_expression(scene: Any, weights: dict[str, float]) -> None:
-    for obj in _shaped_meshes(scene):
+def _set_expression(avatar: Avatar, weights: dict[str, float]) -> None:
+    for obj in _shaped_meshes(avatar):
         for key in obj.data.shape_keys.key_blocks[1:]:
             key.value = weights.get(key.name, 0.0)
 
 
-def add_orbit_camera(scene: Any) -> tuple[Any, np.ndarray, float]:
-    """A new scene camera for the head: (camera, orbit centre in world metres, orbit radius in metres) for ``aim_camera``."""
+def add_orbit_camera(scene: Any, avatar: Avatar) -> tuple[Any, np.ndarray, float]:
+    """A new scene camera for the avatar's head: (camera, orbit centre in world metres, orbit radius in metres) for
+    ``aim_camera``."""
     camera = bpy.data.objects.new(f"{OBJECT_PREFIX} Camera", bpy.data.cameras.new(f"{OBJECT_PREFIX} Camera"))
     scene.collection.objects.link(camera)
     scene.camera = camera
@@ -218,7 +219,7 @@ def add_orbit_camera(scene: Any) -> tuple[Any, np.ndarray, float]:
     camera.data.clip_start = 0.01
     depsgraph = bpy.context.evaluated_depsgraph_get()
     corners = np.concatenate([np.array([obj.matrix_world @ mathutils.Vector(c) for c in obj.evaluated_get(depsgraph).bound_box])
-                              for obj in _head_meshes(scene)])
+                              for obj in avatar.meshes])
     lo, hi = corners.min(0), corners.max(0)
     centre_m = (lo + hi) / 2
     radius_m = float(np.linalg.norm(corners[:, :2] - centre_m[:2], axis=1).max())   # nearest the camera can get the head
@@ -262,12 +263,13 @@ def _set_up_render(scene: Any, engine: str, resolution: int, samples: int) -> No
             obj.hide_render = True
 
 
-def _render_here(output_dir: Path, tasks: list[RenderTask], engine: str, resolution: int, samples: int, progress: Any) -> None:
-    """Render ``tasks`` in this process into the avatar opened by ``open_avatar``."""
+def _render_here(avatar: Avatar, output_dir: Path, tasks: list[RenderTask], engine: str, resolution: int, samples: int,
+                 progress: Any) -> None:
+    """Render ``tasks`` of ``avatar`` (opened by ``open_avatar``) in this process."""
     scene = bpy.context.scene
     _set_up_render(scene, engine, resolution, samples)
-    camera, centre_m, distance_m = add_orbit_camera(scene)
-    shape_keys = {key.name for obj in _shaped_meshes(scene) for key in obj.data.shape_keys.key_blocks}
+    camera, centre_m, distance_m = add_orbit_camera(scene, avatar)
+    shape_keys = shape_key_names(avatar)
     lamps: list[Any] = []
     lit = None
     for done, task in enumerate(tasks):
@@ -275,7 +277,7 @@ def _render_here(output_dir: Path, tasks: list[RenderTask], engine: str, resolut
             remove_lighting(scene, lamps)
             lamps, lit = apply_lighting(scene, PRESETS[task.lighting], OBJECT_PREFIX), task.lighting
         aim_camera(camera, centre_m, distance_m, task.yaw_deg)
-        _set_expression(scene, expression_weights(task.expression, shape_keys))
+        _set_expression(avatar, expression_weights(task.expression, shape_keys))
         with atomic_path(output_dir / task.file_name) as tmp:
             scene.render.filepath = str(tmp)
             try:

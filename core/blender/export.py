@@ -1,8 +1,7 @@
 """A built avatar (.blend from ``studio-avatar build``) as files for other tools: glTF binary, FBX, FLAME parameters.
 
 ``export_avatar`` opens the .blend in this Blender session, finds the avatar
-(the collection ``build_avatar`` marks with the capture it came from, or else
-an armature with FLAME's bones and a shape-keyed mesh under it) and writes:
+(``core/blender/rig.py``'s ``require_avatar``) and writes:
 
 - ``.glb``: the armature, head and eyes with skin weights, one morph target
   per shape key (names kept in the mesh's ``targetNames``), materials and
@@ -39,8 +38,8 @@ from ..errors import InputError
 from ..fit import FIT_NPZ, load_fit
 from ..native_stderr import native_stdout_captured
 from ..paths import check_output_path
-from .avatar import CAPTURE_PROPERTY, FIT_PROPERTY
-from .head import BASIS_KEY, BONE_NAMES
+from .head import BASIS_KEY
+from .rig import Avatar, require_avatar
 
 FORMATS = {".glb": "glb", ".fbx": "fbx", ".npz": "npz"}
 # Apple ARKit's 52 face blendshapes (ARFaceAnchor.BlendShapeLocation), the names Live Link Face streams
@@ -85,46 +84,24 @@ def export_avatar(blend_path: str | os.PathLike, output_path: str | os.PathLike,
             bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
         except RuntimeError as exc:
             raise InputError(f"{blend}: Blender could not open it ({' '.join(str(exc).split())})") from None
-        avatar = find_avatar(blend)
-        head = avatar["mesh"]
-        names = [key.name for key in head.data.shape_keys.key_blocks if key.name != BASIS_KEY]
+        avatar = require_avatar(bpy.context.scene, str(blend))
+        names = [key.name for key in avatar.head.data.shape_keys.key_blocks if key.name != BASIS_KEY]
         result = {
-            "path": str(output), "format": kind, "avatar": avatar["name"],
-            "vertices": len(head.data.vertices), "shape_keys": names,
-            "bones": [bone.name for bone in avatar["armature"].data.bones],
+            "path": str(output), "format": kind, "avatar": avatar.name,
+            "vertices": len(avatar.head.data.vertices), "shape_keys": names,
+            "bones": [bone.name for bone in avatar.armature.data.bones],
             "arkit": sorted(names) == sorted(ARKIT_BLENDSHAPES),
         }
         output.parent.mkdir(parents=True, exist_ok=True)
         if kind == "npz":
             result.update(_write_parameters(output, avatar, names, result["bones"]))
         else:
-            _select_only(avatar["objects"], active=avatar["armature"])
+            objects = [avatar.armature, *avatar.meshes]
+            _select_only(objects, active=avatar.armature)
             with atomic_path(output) as tmp:
                 (_write_gltf if kind == "glb" else _write_fbx)(tmp)
-            result["objects"] = sorted(obj.name for obj in avatar["objects"])
+            result["objects"] = sorted(obj.name for obj in objects)
     return result
-
-
-def find_avatar(blend: Path) -> dict[str, Any]:
-    """The avatar in the open file: {"name", "armature", "mesh" (the head), "objects", "capture" (path or ""),
-    "fit_sha256" (of the fit it was built from, or "")}.
-
-    The collection marked by build_avatar wins (the first by name if several);
-    otherwise any armature with FLAME's bones and a shape-keyed mesh child.
-    """
-    marked = sorted((c for c in bpy.data.collections if CAPTURE_PROPERTY in c), key=lambda c: c.name)
-    candidates = [(c.name, list(c.all_objects), str(c[CAPTURE_PROPERTY]), str(c.get(FIT_PROPERTY, ""))) for c in marked]
-    candidates += [(obj.name, [obj, *obj.children_recursive], "", "") for obj in sorted(bpy.data.objects, key=lambda o: o.name)
-                   if obj.type == "ARMATURE" and set(BONE_NAMES.values()) <= set(obj.data.bones.keys())]
-    for name, objects, capture, fit_sha256 in candidates:
-        armatures = [obj for obj in objects if obj.type == "ARMATURE"]
-        heads = [obj for obj in objects if obj.type == "MESH" and obj.data.shape_keys is not None
-                 and obj.parent in armatures and obj.parent_type != "BONE"]
-        if armatures and heads:
-            return {"name": name, "armature": heads[0].parent, "mesh": heads[0], "capture": capture, "fit_sha256": fit_sha256,
-                    "objects": [obj for obj in objects if obj.type in ("ARMATURE", "MESH")]}
-    raise InputError(f"{blend}: holds no Studio Avatar (no armature with the bones {', '.join(BONE_NAMES.values())} "
-                     "and a shape-keyed head mesh); export a .blend written by `studio-avatar build`")
 
 
 def _select_only(objects: list[Any], active: Any) -> None:
@@ -160,15 +137,15 @@ def _write_fbx(path: Path) -> None:
     )
 
 
-def _write_parameters(output: Path, avatar: dict[str, Any], names: list[str], bones: list[str]) -> dict[str, Any]:
+def _write_parameters(output: Path, avatar: Avatar, names: list[str], bones: list[str]) -> dict[str, Any]:
     """The capture's fitted parameters plus the avatar's names as .npz; the capture must still hold its fit.npz."""
-    capture = avatar["capture"]
+    capture = avatar.capture
     fit_path = Path(capture) / FIT_NPZ if capture else None
     if fit_path is None or not fit_path.is_file():
         where = f"its capture {capture} has no {FIT_NPZ}" if capture else "the .blend records no capture"
         raise InputError(f"the avatar's FLAME parameters come from the fit it was built from, but {where}; "
                          "put the capture back, or rebuild the avatar with `studio-avatar build CAPTURE`")
-    newer = check_built_capture(capture, avatar["fit_sha256"], "export")
+    newer = check_built_capture(capture, avatar.fit_sha256, "export")
     if newer:       # the parameters must be those of the fit the avatar's mesh was built from
         raise InputError(f"{newer}; then export its parameters")
     fit = load_fit(str(fit_path))

@@ -29,7 +29,6 @@ import bpy
 import numpy as np
 
 from ..errors import InputError, StudioAvatarError
-from ..texture.image_io import srgb_to_linear
 
 STUDIO_LIGHT_DIR = ("studiolights", "world")
 LIGHTING_COLLECTION = "Studio Avatar Lighting"    # Blender adds ".001" if the user has a collection of that name
@@ -74,16 +73,6 @@ class Lighting:
         # the mapping node turns the lookup direction: the environment itself turns the other way
         return dataclasses.replace(self, hdri_rotation_deg=self.hdri_rotation_deg - rotation_deg,
                                    hdri_strength=self.hdri_strength * strength, lamps=lamps)
-
-
-def kelvin_to_rgb(kelvin: float) -> tuple[float, float, float]:
-    """Linear RGB of a blackbody at ``kelvin``, normalized to max 1 (Tanner Helland's fit, decoded from sRGB)."""
-    t = kelvin / 100.0
-    red = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
-    green = 99.4708025861 * math.log(t) - 161.1195681661 if t <= 66 else 288.1221695283 * (t - 60) ** -0.0755148492
-    blue = 255.0 if t >= 66 else 0.0 if t <= 19 else 138.5177312231 * math.log(t - 10) - 305.0447927307
-    linear = srgb_to_linear(np.clip(np.array([red, green, blue]) / 255.0, 0.0, 1.0))
-    return tuple(float(v) for v in linear / linear.max())
 
 
 def remove_lighting(scene: Any, lamps: list[Any]) -> None:

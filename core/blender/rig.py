@@ -1,11 +1,15 @@
 """A built head or avatar in the open scene: finding it, grouping its expression keys, putting it back at rest.
 
-For the add-on's Avatar panel and Reset Pose. A head (``core/blender/head.py``)
-is recognised by its structure, not by names the user may change: an armature
-with the bones of ``BONE_NAMES`` and, among its children, a mesh with shape
-keys parented to the armature itself (the head; the eyes hang from their
-bones). Avatars built from a capture also carry ``CAPTURE_PROPERTY`` on their
-collection. This module never creates, renames or deletes data.
+The one avatar lookup of the Blender side: the add-on's Avatar panel, Reset
+Pose and relighting, and the command-line render and export all use
+``find_avatar`` (``require_avatar`` when there must be one). A head
+(``core/blender/head.py``) is recognised by what ``build_head`` writes, not by
+names the user may change: an armature with the bones of ``BONE_NAMES`` and,
+among its children, a mesh with shape keys parented to the armature itself
+(the head; the eyes hang from their bones). ``build_avatar`` marks the
+collection of an avatar built from a capture with ``CAPTURE_PROPERTY`` (and
+the fit it used, ``FIT_PROPERTY``); those come before heads added without a
+capture. This module never creates, renames or deletes data.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 from mathutils import Vector
 
-from .avatar import CAPTURE_PROPERTY
+from ..errors import InputError
+from .avatar import CAPTURE_PROPERTY, FIT_PROPERTY
 from .head import BONE_NAMES
 
 # expression shape keys by face region: (group id, name prefix), in panel order; ARKit names start with these
@@ -39,10 +44,23 @@ class Avatar:
         return self.armature.users_collection[0] if self.armature.users_collection else None
 
     @property
+    def name(self) -> str:
+        """The avatar's collection's name (the rig's when the user moved it out of every collection)."""
+        return self.collection.name if self.collection is not None else self.armature.name
+
+    @property
     def capture(self) -> str:
         """The capture folder the avatar was built from ("" for a head added without a capture)."""
+        return self._collection_property(CAPTURE_PROPERTY)
+
+    @property
+    def fit_sha256(self) -> str:
+        """The hash of the fit the avatar was built from ("" for a head added without a capture)."""
+        return self._collection_property(FIT_PROPERTY)
+
+    def _collection_property(self, name: str) -> str:
         collection = self.collection
-        return str(collection.get(CAPTURE_PROPERTY, "")) if collection is not None else ""
+        return str(collection.get(name, "")) if collection is not None else ""
 
     @property
     def meshes(self) -> tuple[Any, ...]:
@@ -59,12 +77,29 @@ def avatar_of(obj: Any) -> Avatar | None:
 
 
 def find_avatar(scene: Any, active: Any = None) -> Avatar | None:
-    """The avatar of ``active`` when it belongs to one in ``scene``, else the first in ``scene`` by rig name."""
+    """The avatar of ``active`` when it belongs to one in ``scene``; else the first in ``scene``: avatars built from
+    a capture before heads added without one, each in rig-name order. None when the scene has neither."""
     avatar = avatar_of(active) if active is not None and active.name in scene.objects else None
     if avatar is not None:
         return avatar
-    rigs = sorted((obj for obj in scene.objects if obj.type == "ARMATURE"), key=lambda obj: obj.name)
-    return next((avatar for avatar in map(_as_avatar, rigs) if avatar is not None), None)
+    avatars = (_as_avatar(obj) for obj in scene.objects if obj.type == "ARMATURE")
+    return min((avatar for avatar in avatars if avatar is not None),
+               key=lambda avatar: (not avatar.capture, avatar.armature.name), default=None)
+
+
+def require_avatar(scene: Any, source: str) -> Avatar:
+    """``find_avatar(scene)``, or an InputError naming ``source`` (the .blend) when it holds none."""
+    avatar = find_avatar(scene)
+    if avatar is None:
+        raise InputError(f"{source}: holds no Studio Avatar (no armature with the bones {', '.join(BONE_NAMES.values())} "
+                         "and a shape-keyed head mesh); use a .blend written by `studio-avatar build`")
+    return avatar
+
+
+def shown_avatar(context: Any) -> Avatar | None:
+    """The avatar the add-on's Avatar panel shows and its operators act on: the active object's, else the first."""
+    view_layer = getattr(context, "view_layer", None)
+    return find_avatar(context.scene, view_layer.objects.active if view_layer else None)
 
 
 def _as_avatar(armature: Any) -> Avatar | None:

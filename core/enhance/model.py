@@ -71,8 +71,7 @@ def detail_conditions(base_linear: np.ndarray, phone_linear: np.ndarray, coverag
     all (S, S[, 3]) at the texture size, linear light and 0..1."""
     import cv2
 
-    from ..color import luminance as linear_luminance
-    from ..texture.image_io import linear_to_srgb
+    from ..color import linear_to_srgb, luminance as linear_luminance
 
     luminance = np.ascontiguousarray(linear_luminance(np.asarray(phone_linear, np.float32)))
     gx = cv2.Sobel(luminance, cv2.CV_32F, 1, 0, ksize=3) / 8.0

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..render.tiles import blend_window, tile_starts
 from .model import EnhanceConfig, detail_conditions
 
 DEFAULT_STEPS = 8
@@ -34,23 +35,6 @@ def make_scheduler(config: EnhanceConfig) -> Any:
     return DDIMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule="squaredcos_cap_v2",
                          prediction_type="v_prediction", clip_sample=False, timestep_spacing="trailing",
                          set_alpha_to_one=True)
-
-
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Top-left offsets along one side so that tiles of ``tile`` texels overlapping by at least ``overlap`` cover ``size``."""
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile + 1, tile - overlap))
-    if starts[-1] != size - tile:
-        starts.append(size - tile)
-    return starts
-
-
-def blend_window(tile: int, overlap: int) -> np.ndarray:
-    """(tile, tile) weights rising linearly over ``overlap`` texels at each side (never zero: normalised later)."""
-    ramp = np.minimum(1.0, (np.arange(tile) + 0.5) / max(overlap, 1))
-    ramp = np.minimum(ramp, ramp[::-1])
-    return np.outer(ramp, ramp).astype(np.float32)
 
 
 class EnhancePipeline:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..color import linear_to_srgb, srgb_to_linear
 from ..errors import StageError
 from ..gmug.stage import GMUG_PNG
+from ..image_io import read_image, write_png16
 from ..stages import Stage, StageContext
-from ..texture.image_io import linear_to_srgb, read_image, srgb_to_linear, write_png16
 from ..texture.unwrap import COVERAGE_PNG, PHONE_PNG
 
 FINAL_PNG = "textures/albedo.png"

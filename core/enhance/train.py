@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
+from ..color import linear_to_srgb
 from ..device import resolve_device
 from ..errors import InputError
 from ..eval.metrics import band_energy, gradient_correlation, psnr
 from ..progress import StageProgress
-from ..texture.image_io import linear_to_srgb
 from ..weights import check_resume, checkpoint_state, load_checkpoint, save_checkpoint, start_run
 from .data import ALBEDO_SIZE, PatchBank, degrade
 from .model import EnhanceConfig, build_unet, detail_conditions

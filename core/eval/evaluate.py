@@ -44,9 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import TOOL_NAME
+from .. import TOOL_NAME, color
 from ..avatar_inputs import ALBEDO_CHOICES
 from ..capture import Capture
+from ..color import linear_to_srgb, srgb_to_linear
 from ..errors import CaptureError, InputError
 from ..head.model import HeadModel
 from ..stages import REPORT_NAME, is_current, require_current, stage_states
@@ -79,8 +80,8 @@ def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, 
     stale results; ``force`` scores another video's ground truth anyway, with a warning.
     """
     from ..fit import FIT_NPZ, load_fit, load_fitted_model
+    from ..image_io import read_image
     from ..synth.ground_truth import read_ground_truth
-    from ..texture.image_io import read_image
     from ..texture.unwrap import COVERAGE_PNG
 
     started = time.monotonic()
@@ -137,14 +138,14 @@ def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, 
             truths[size] = _truth_at(model, gt, coverage, rest_normals, size)
         scores = texture_metrics(estimate_srgb, truths[size], completed=name not in COMPLETED_NONE)
         if name == "final":
-            scores["seam_ratio"] = _seam_ratio(capture, _linear(estimate_srgb), truths[size].skin)
+            scores["seam_ratio"] = _seam_ratio(capture, srgb_to_linear(estimate_srgb), truths[size].skin)
         scores["identity_distance"] = math.nan
         if identity:
             scores["identity_distance"] = descriptor_distance(
-                identity_descriptors(model, views, fit_shape, _linear(estimate_srgb)), reference)
+                identity_descriptors(model, views, fit_shape, srgb_to_linear(estimate_srgb)), reference)
         result["methods"][name] = scores
     first = truths[next(iter(truths))]
-    result["gt_ita_deg"] = float(metrics.ita_degrees(np.median(first.albedo_linear[first.face], 0)))
+    result["gt_ita_deg"] = float(color.ita_degrees(np.median(first.albedo_linear[first.face], 0)))
     result["timings_s"] = {stage: record["duration_s"] for stage, record in capture.manifest["stages"].items()
                            if record.get("status") == "done" and record.get("duration_s") is not None}
     result["eval_seconds"] = round(time.monotonic() - started, 3)
@@ -154,12 +155,12 @@ def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, 
 
 def texture_metrics(estimate_srgb: np.ndarray, truth: TextureTruth, completed: bool = True) -> dict[str, Any]:
     """The per-method metrics of one recovered texture against the truth at its size (no identity)."""
-    estimate_linear = _linear(estimate_srgb)
+    estimate_linear = srgb_to_linear(estimate_srgb)
     seen, unseen = truth.observed, truth.skin & ~truth.observed
     masks = {"observed": truth.face & seen, "completed": truth.face & unseen,
              "observed_head": seen, "completed_head": unseen}
     gain = metrics.exposure_gain(estimate_linear, truth.albedo_linear, masks["observed"])
-    matched_srgb = _srgb(estimate_linear * gain)
+    matched_srgb = linear_to_srgb(np.clip(estimate_linear * gain, 0.0, 1.0))
     out: dict[str, Any] = {"texture_size": int(estimate_srgb.shape[0]), "exposure_gain": gain}
     for label, mask in masks.items():
         is_completed = label.startswith("completed")
@@ -176,12 +177,12 @@ def texture_metrics(estimate_srgb: np.ndarray, truth: TextureTruth, completed: b
     out["shading_leakage"] = (metrics.shading_leakage(estimate_linear, truth.albedo_linear, truth.shading, seen)
                               if truth.shading is not None else math.nan)
     face = masks["observed"]
-    lab_estimate = metrics.linear_srgb_to_lab(estimate_linear[face])
-    lab_truth = metrics.linear_srgb_to_lab(truth.albedo_linear[face])
-    out["delta_e_face"] = float(metrics.delta_e2000(lab_estimate, lab_truth).mean()) if face.any() else math.nan
-    mean_colours = [metrics.linear_srgb_to_lab(image[face].mean(0)) for image in (estimate_linear, truth.albedo_linear)]
-    out["delta_e_face_mean_colour"] = float(metrics.delta_e2000(*mean_colours)) if face.any() else math.nan
-    ita = [float(metrics.ita_degrees(np.median(image[face], 0))) if face.any() else math.nan
+    lab_estimate = color.linear_srgb_to_lab(estimate_linear[face])
+    lab_truth = color.linear_srgb_to_lab(truth.albedo_linear[face])
+    out["delta_e_face"] = float(color.delta_e2000(lab_estimate, lab_truth).mean()) if face.any() else math.nan
+    mean_colours = [color.linear_srgb_to_lab(image[face].mean(0)) for image in (estimate_linear, truth.albedo_linear)]
+    out["delta_e_face_mean_colour"] = float(color.delta_e2000(*mean_colours)) if face.any() else math.nan
+    ita = [float(color.ita_degrees(np.median(image[face], 0))) if face.any() else math.nan
            for image in (estimate_linear, truth.albedo_linear)]
     out["ita_deg"] = ita[0]
     out["ita_error_deg"] = ita[0] - ita[1]
@@ -285,7 +286,7 @@ def _chosen_methods(capture: Capture, methods: list[str] | None) -> list[tuple[s
 
 def _seam_ratio(capture: Capture, estimate_linear: np.ndarray, skin: np.ndarray) -> float:
     """The enhance stage's tile seams: mean |gradient| across its tile borders over the mean elsewhere, on skin."""
-    from ..enhance.pipeline import tile_starts
+    from ..render.tiles import tile_starts
 
     record = (capture.stage_record("enhance") or {}).get("metrics", {})
     if "tile" not in record or "overlap" not in record:
@@ -332,7 +333,7 @@ def _shape(model: HeadModel, params: dict[str, np.ndarray]) -> np.ndarray:
 def _rest_normals(model: HeadModel, shape: np.ndarray) -> Any:
     import torch
 
-    from ..texture.raster import vertex_normals
+    from ..render.normals import vertex_normals
 
     with torch.no_grad():
         rest = model.vertices(torch.as_tensor(shape[None], dtype=torch.float32))[0]
@@ -358,13 +359,13 @@ def _truth_at(model: HeadModel, gt: Any, coverage: np.ndarray, rest_normals: Any
     skin = geometry.image(geometry.skin).numpy()
     face = geometry.image(geometry.face_surface(model, rest_normals) & geometry.skin).numpy()
     if gt.albedo_linear.shape[0] == size:       # the file's own sRGB values: the truth against itself is exact
+        from ..image_io import read_image
         from ..synth.ground_truth import ALBEDO_PNG
-        from ..texture.image_io import read_image
 
         albedo, albedo_srgb = gt.albedo_linear, read_image(gt.root / ALBEDO_PNG)
     else:                                        # resampled in linear light
         albedo = _resized(gt.albedo_linear, size)
-        albedo_srgb = _srgb(albedo)
+        albedo_srgb = linear_to_srgb(np.clip(albedo, 0.0, 1.0))
     observed = skin & (_resized(coverage, size, nearest=True) > OBSERVED)
     shading = _resized(gt.shading, size) if gt.shading is not None else None
     return TextureTruth(albedo, albedo_srgb, shading, skin, face, observed)
@@ -378,14 +379,3 @@ def _resized(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
-
-def _linear(image_srgb: np.ndarray) -> np.ndarray:
-    from ..texture.image_io import srgb_to_linear
-
-    return srgb_to_linear(image_srgb)
-
-
-def _srgb(image_linear: np.ndarray) -> np.ndarray:
-    from ..texture.image_io import linear_to_srgb
-
-    return linear_to_srgb(np.clip(image_linear, 0.0, 1.0))

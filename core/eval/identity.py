@@ -116,8 +116,8 @@ def face_boxes(model: HeadModel, views: dict[str, np.ndarray]) -> np.ndarray:
     """(n, 4) [left, top, right, bottom] pixels: where dlib's detector would box the face in each view."""
     import torch
 
-    from ..synth.head_clip import camera_for, posed_vertices
-    from ..texture.raster import project
+    from ..render.camera import camera_for, project
+    from ..synth.head_clip import posed_vertices
 
     boxes = []
     for i in range(len(views["pose"])):

@@ -7,8 +7,8 @@ is relative to the D65 white of sRGB (L* 0..100). Masks are (H, W) bool and
 select the pixels a metric is taken over. A metric of two identical images is
 exact: PSNR ``inf``, ΔE 0.
 
-This module knows nothing of captures, head models or files; CIELAB and ITA°
-are ``core/synth/albedo.py``'s (re-exported here).
+This module knows nothing of captures, head models or files; colour science
+(CIELAB, ΔE2000, ITA°, luminance) is ``core/color.py``'s.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ import math
 
 import numpy as np
 
-# CIELAB and ITA° of linear sRGB live with the skin model that generates the true albedos: one definition
-from ..synth.albedo import SRGB_TO_XYZ, ita_degrees, linear_srgb_to_lab
+from ..color import luminance
 
 SSIM_SIGMA_PX = 1.5                      # Gaussian window of SSIM (Wang et al. 2004)
 SSIM_TRUNCATE = 3.5                      # window radius in sigmas (an 11 x 11 window, as in the paper)
 SSIM_C1 = 0.01 ** 2                      # stabilisers for a dynamic range of 1
 SSIM_C2 = 0.03 ** 2
-LUMINANCE = SRGB_TO_XYZ[1]               # Y of linear sRGB
 HF_BAND_OF_NYQUIST = (1 / 8, 1 / 2)      # the band of skin micro-detail (pores, fine lines) of albedo_hf_energy_ratio
-__all__ = ["band_energy", "delta_e2000", "exposure_gain", "gradient_correlation", "ita_degrees", "linear_srgb_to_lab",
-           "luminance", "psnr", "rigid_alignment_error_m", "seam_ratio", "shading_leakage", "ssim"]
+__all__ = ["band_energy", "exposure_gain", "gradient_correlation", 
+           "psnr", "rigid_alignment_error_m", "seam_ratio", "shading_leakage", "ssim"]
 
 
 def psnr(a_srgb: np.ndarray, b_srgb: np.ndarray, mask: np.ndarray) -> float:
@@ -72,61 +70,12 @@ def ssim(a_srgb: np.ndarray, b_srgb: np.ndarray, mask: np.ndarray) -> float:
     return float(value.mean())
 
 
-def luminance(linear: np.ndarray) -> np.ndarray:
-    """(..., 3) linear sRGB -> (...) relative luminance Y."""
-    return np.asarray(linear, np.float64) @ LUMINANCE
-
-
-def delta_e2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
-    """(..., 3), (..., 3) CIELAB -> (...) CIEDE2000 colour difference (kL = kC = kH = 1).
-
-    As Sharma, Wu and Dalal, "The CIEDE2000 color-difference formula:
-    implementation notes, supplementary test data, and mathematical
-    observations" (Color Res. Appl. 30, 2005), including their hue-angle rules
-    (h = 0 where a' = b = 0; mean hue of a pair with a zero chroma = their sum).
-    """
-    lab1, lab2 = np.broadcast_arrays(np.asarray(lab1, np.float64), np.asarray(lab2, np.float64))
-    L1, a1, b1 = np.moveaxis(lab1, -1, 0)
-    L2, a2, b2 = np.moveaxis(lab2, -1, 0)
-    chroma_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
-    g = 0.5 * (1 - np.sqrt(chroma_mean ** 7 / (chroma_mean ** 7 + 25.0 ** 7)))
-    a1p, a2p = (1 + g) * a1, (1 + g) * a2
-    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
-    h1p = np.degrees(np.arctan2(b1, a1p)) % 360.0
-    h2p = np.degrees(np.arctan2(b2, a2p)) % 360.0
-    h1p = np.where((a1p == 0) & (b1 == 0), 0.0, h1p)
-    h2p = np.where((a2p == 0) & (b2 == 0), 0.0, h2p)
-    chroma_product = c1p * c2p
-
-    dL = L2 - L1
-    dC = c2p - c1p
-    dh = h2p - h1p
-    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
-    dh = np.where(chroma_product == 0, 0.0, dh)
-    dH = 2 * np.sqrt(chroma_product) * np.sin(np.radians(dh) / 2)
-
-    L_mean = (L1 + L2) / 2
-    C_mean = (c1p + c2p) / 2
-    h_sum = h1p + h2p
-    h_mean = np.where(np.abs(h1p - h2p) <= 180, h_sum / 2, np.where(h_sum < 360, (h_sum + 360) / 2, (h_sum - 360) / 2))
-    h_mean = np.where(chroma_product == 0, h_sum, h_mean)
-    t = (1 - 0.17 * np.cos(np.radians(h_mean - 30)) + 0.24 * np.cos(np.radians(2 * h_mean))
-         + 0.32 * np.cos(np.radians(3 * h_mean + 6)) - 0.20 * np.cos(np.radians(4 * h_mean - 63)))
-    d_theta = 30 * np.exp(-(((h_mean - 275) / 25) ** 2))
-    r_c = 2 * np.sqrt(C_mean ** 7 / (C_mean ** 7 + 25.0 ** 7))
-    s_l = 1 + 0.015 * (L_mean - 50) ** 2 / np.sqrt(20 + (L_mean - 50) ** 2)
-    s_c = 1 + 0.045 * C_mean
-    s_h = 1 + 0.015 * C_mean * t
-    r_t = -np.sin(np.radians(2 * d_theta)) * r_c
-    return np.sqrt((dL / s_l) ** 2 + (dC / s_c) ** 2 + (dH / s_h) ** 2 + r_t * (dC / s_c) * (dH / s_h))
-
-
 def exposure_gain(estimate_linear: np.ndarray, truth_linear: np.ndarray, mask: np.ndarray) -> float:
     """The one gain (same for every channel) that best matches the estimate's brightness to the truth's:
     the median luminance ratio truth / estimate over the masked pixels (a phone auto-exposes, so the
     absolute brightness of a recovered albedo cannot be known; its colour and structure can)."""
-    estimate = luminance(np.asarray(estimate_linear)[mask])
-    truth = luminance(np.asarray(truth_linear)[mask])
+    estimate = luminance(np.asarray(estimate_linear, np.float64)[mask])
+    truth = luminance(np.asarray(truth_linear, np.float64)[mask])
     usable = estimate > 1e-6
     if not usable.any():
         return 1.0
@@ -141,9 +90,9 @@ def shading_leakage(estimate_linear: np.ndarray, truth_linear: np.ndarray, shadi
     A global exposure gain adds a constant to the log error and cannot change
     the correlation. NaN when the shading (or the error) does not vary.
     """
-    estimate = luminance(np.asarray(estimate_linear)[mask])
-    truth = luminance(np.asarray(truth_linear)[mask])
-    shading = luminance(np.asarray(shading_linear)[mask])
+    estimate = luminance(np.asarray(estimate_linear, np.float64)[mask])
+    truth = luminance(np.asarray(truth_linear, np.float64)[mask])
+    shading = luminance(np.asarray(shading_linear, np.float64)[mask])
     usable = (estimate > 1e-6) & (truth > 1e-6) & (shading > 1e-6)
     if usable.sum() < 3:
         return math.nan

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..capture import Capture
 from ..errors import CaptureError, InputError
-from ..video import write_video
 from ..stages import require_current
+from ..video import write_video
 from .stage import FIT_NPZ, load_fit
 
 WIRE_BGR = (255, 200, 80)
@@ -46,7 +46,7 @@ def write_fit_preview(capture_dir: str | os.PathLike, output: str | os.PathLike,
     import torch
 
     from ..head.source import load_head
-    from ..texture.raster import PinholeCamera, project
+    from ..render.camera import PinholeCamera, project
 
     capture = Capture.open(capture_dir)
     fit_path = capture.path(FIT_NPZ)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .inputs import linear_to_srgb_torch, srgb_to_linear_torch
+from ..color import linear_to_srgb_torch, srgb_to_linear_torch
 from .networks import assert_shape
 
 CHIP_PX = 150           # dlib's face chip size
@@ -61,12 +61,15 @@ def face_renderer() -> FaceRenderer:
     import cv2
     import dlib
 
+    from ..color import srgb_to_linear
     from ..eval import identity
     from ..head.open_head import get_open_head
-    from ..synth.head_clip import camera_for, posed_vertices
+    from ..render.camera import camera_for, project
+    from ..render.normals import vertex_normals
+    from ..render.raster import interpolate, rasterize
+    from ..render.uv_lookup import texcoords, uv_to_grid
+    from ..synth.head_clip import posed_vertices
     from ..synth.textured_capture import smooth_albedo
-    from ..texture.image_io import srgb_to_linear
-    from ..texture.raster import interpolate, project, rasterize, vertex_normals
 
     model = get_open_head()
     views = identity.studio_views(model, np.zeros(model.num_shape, np.float32))
@@ -87,8 +90,7 @@ def face_renderer() -> FaceRenderer:
             normals = F.normalize(interpolate(vertex_normals(verts, faces), faces, raster), dim=-1)
         mask = raster.mask
         texcoord = torch.zeros(*mask.shape, 2)
-        tri, bary = raster.face_index[mask], raster.barycentrics[mask].float()
-        texcoord[mask] = (uv[face_uv[tri]] * bary[..., None]).sum(1)
+        texcoord[mask] = texcoords(raster, uv, face_uv)
         shading = torch.zeros(mask.shape)
         shading[mask] = identity.STUDIO_LIGHT.shading(normals[mask]).mean(-1).float()
         cols, rows = np.meshgrid(np.arange(CHIP_PX, dtype=np.float32), np.arange(CHIP_PX, dtype=np.float32))
@@ -98,7 +100,7 @@ def face_renderer() -> FaceRenderer:
                                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         chip_uv = sample(texcoord.numpy(), cv2.INTER_NEAREST)
         chip_mask = sample(mask.numpy().astype(np.float32), cv2.INTER_LINEAR) * (chip_uv.sum(-1) > 0)
-        grids.append(np.stack([chip_uv[..., 0] * 2 - 1, (1 - chip_uv[..., 1]) * 2 - 1], -1))
+        grids.append(uv_to_grid(chip_uv))
         shadings.append(sample(shading.numpy(), cv2.INTER_LINEAR)[None])
         masks.append(chip_mask[None])
     as_tensor = lambda arrays: torch.as_tensor(np.stack(arrays), dtype=torch.float32)  # noqa: E731

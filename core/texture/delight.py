@@ -24,7 +24,7 @@ The network-free baseline (and the fallback when no GMug weights are present):
    forehead. The terms:
 
    * *skin manifold*: the face must be human skin. The biophysical skin model
-     of ``core/synth/albedo.py`` (epidermal melanin over a blood-filled
+     of ``core/skin.py`` (epidermal melanin over a blood-filled
      dermis, Kubelka-Munk) spans it over melanin, blood, pheomelanin share
      and oxygenation, blurred by the model's own error (more in luminance
      than in chromaticity). Skin's luminance follows its chromaticity (light
@@ -100,20 +100,19 @@ import numpy as np
 
 from .. import color
 from ..capture import Capture
+from ..color import linear_to_srgb, srgb_to_linear
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
 from ..head.model import HeadModel
+from ..image_io import push_pull_fill, read_image, write_png16
+from ..skin import NON_SKIN_ALBEDOS
 from ..stages import Stage, StageContext
-from .image_io import linear_to_srgb, push_pull_fill, read_image, srgb_to_linear, write_png16
 from .shading import fit_light
 from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, UnwrapParams, load_shading, weighted_median
 from .uv import TexelGeometry, texel_geometry
 
 DELIT_CLASSIC_PNG = "textures/delit_classic.png"
 FRAMES_DIR = "frames/"              # the eyes and teeth are sampled again from the frames (unwrap samples skin only)
-# linear albedo of the parts that are not skin (their own materials carry them in Blender)
-FIXED_COLOURS = {"eye_left": (0.72, 0.70, 0.68), "eye_right": (0.72, 0.70, 0.68), "mouth_interior": (0.22, 0.05, 0.05),
-                 "teeth": (0.75, 0.72, 0.62), "tongue": (0.50, 0.16, 0.16)}
 # skin locus in log chromaticity (log R/G, log B/G) of linear albedo: centre and half-axes of an ellipse that
 # covers measured human skin from very light to very dark (ColorChecker skin patches, MERL/ISET skin reflectances)
 SKIN_LOCUS_CENTRE = (0.62, -0.33)
@@ -249,7 +248,7 @@ _SKIN_DENSITY: dict[str, np.ndarray] = {}
 def skin_log_density() -> np.ndarray:
     """(S, X, Y, Z) log probability of a delit face's median colour over ``SKIN_SHEEN`` x ``CALIBRATION_GRID``.
 
-    The skin manifold: points of the biophysical skin model (``core/synth/albedo.py``) over melanin (log-uniform),
+    The skin manifold: points of the biophysical skin model (``core/skin.py``) over melanin (log-uniform),
     blood (log-normal), pheomelanin share and oxygenation (uniform), plus each sheen level (the specular
     reflection a diffuse light model leaves in, the same in every channel), histogrammed and blurred by
     ``SKIN_MODEL_SIGMA``. Cached.
@@ -258,7 +257,7 @@ def skin_log_density() -> np.ndarray:
         return _SKIN_DENSITY["density"]
     import torch
 
-    from ..synth.albedo import skin_reflectance_rgb
+    from ..skin import skin_reflectance_rgb
 
     axes = _grid_axes()
     shape = tuple(len(a) for a in axes)
@@ -390,7 +389,7 @@ def _cue_view(sampler: Any, index: int, height: int, width: int, wanted: Any) ->
     import cv2
     import torch
 
-    from .raster import rasterize
+    from ..render.raster import rasterize
     from .unwrap import VIEW_HEAD_PX
 
     screen = sampler.screen[index]
@@ -552,32 +551,8 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
         skin_tone = appearance_to_albedo(skin_tone, calibration["sheen"])
     skin_tone = torch.as_tensor(np.clip(skin_tone, 0.0, 1.0), dtype=torch.float32)
 
-    progress.update(0.5, "completing from the mirror side", force=True)
-    mirror = high.mirror
-    has_mirror = (mirror >= 0) & high.skin
-    mirror_safe = mirror.clamp_min(0)
-    mirror_trust = torch.where(has_mirror, trust[mirror_safe], torch.zeros_like(trust)) * high.skin[mirror_safe]
-    borrowed = (1 - trust) * mirror_trust
-    total = trust + borrowed
-    combined = (trust[:, None] * albedo + borrowed[:, None] * albedo[mirror_safe]) / total.clamp_min(1e-6)[:, None]
-    combined = torch.where((total > 1e-6)[:, None], combined, torch.zeros_like(combined))
-
-    progress.update(0.7, "filling what was never seen", force=True)
-    known = (total / 0.5).clamp(0, 1)
-    image = high.image(combined).numpy()
-    known_image = high.image(known).numpy()
-    interpolated = high.gather(push_pull_fill(image, known_image > 0.05))
-    distance = high.gather(_distance_to_known(known_image > 0.5)) / size
-    fade = torch.exp(-distance / params.prior_length)[:, None]
-    prior = skin_tone[None].expand(high.count, 3).clone()
-    prior[_region(high, "scalp")] *= 0.9
-    prior[_region(high, "ears")] *= torch.tensor([1.0, 0.9, 0.9])
-    filled = fade * interpolated + (1 - fade) * prior
-    result = known[:, None] * combined + (1 - known[:, None]) * filled
-    for name, colour in FIXED_COLOURS.items():
-        if name in high.regions:
-            result[high.regions[name]] = torch.tensor(colour)
-
+    progress.update(0.5, "completing from the mirror side and the skin tone", force=True)
+    result, borrowed, known = _complete(high, albedo, trust, skin_tone, params.prior_length)
     progress.update(0.9, "padding the UV islands", force=True)
     image = push_pull_fill(high.image(result.clamp(0, 1)).numpy(), high.mask().numpy())
     write_png16(output, linear_to_srgb(np.clip(image, 0, 1)))
@@ -591,16 +566,54 @@ def delight_capture(capture: Capture, params: DelightParams, progress: Any, outp
         "filled_fraction": round(float((known[skin] < 0.5).float().mean()), 4),
     }
     if calibration is not None:
-        metrics["calibration"] = {
-            "gain": [round(float(v), 4) for v in calibration["gain"]],
-            "exposure": round(float(calibration["exposure"]), 4),
-            "white_balance": [round(float(v), 4) for v in calibration["white_balance"]],
-            "exposure_sd": round(float(calibration["exposure_sd"]), 4),
-            "sheen": round(float(calibration["sheen"]), 4), "bounce": SKIN_BOUNCE,
-            "cues_used": sorted(name for name, cue in calibration["cues"].items() if cue.get("used")),
-            "cues": calibration["cues"],
-        }
+        metrics["calibration"] = _calibration_record(calibration)
     return metrics
+
+
+def _complete(high: TexelGeometry, albedo: Any, trust: Any, skin_tone: Any, prior_length: float) -> tuple[Any, Any, Any]:
+    """(M, 3) complete albedo: each texel's own colour where trusted, its mirror texel's where that is trusted
+    instead, then the neighbours' colour fading into the skin tone with distance from the known; the parts that are
+    not skin get their fixed albedo. Also returns the mirrored weight and the known fraction per texel."""
+    import torch
+
+    mirror = high.mirror
+    has_mirror = (mirror >= 0) & high.skin
+    mirror_safe = mirror.clamp_min(0)
+    mirror_trust = torch.where(has_mirror, trust[mirror_safe], torch.zeros_like(trust)) * high.skin[mirror_safe]
+    borrowed = (1 - trust) * mirror_trust
+    total = trust + borrowed
+    combined = (trust[:, None] * albedo + borrowed[:, None] * albedo[mirror_safe]) / total.clamp_min(1e-6)[:, None]
+    combined = torch.where((total > 1e-6)[:, None], combined, torch.zeros_like(combined))
+
+    # what was never seen: the neighbours' colour close to the known texels, the skin tone far from them
+    known = (total / 0.5).clamp(0, 1)
+    image = high.image(combined).numpy()
+    known_image = high.image(known).numpy()
+    interpolated = high.gather(push_pull_fill(image, known_image > 0.05))
+    distance = high.gather(_distance_to_known(known_image > 0.5)) / high.size
+    fade = torch.exp(-distance / prior_length)[:, None]
+    prior = skin_tone[None].expand(high.count, 3).clone()
+    prior[_region(high, "scalp")] *= 0.9
+    prior[_region(high, "ears")] *= torch.tensor([1.0, 0.9, 0.9])
+    filled = fade * interpolated + (1 - fade) * prior
+    result = known[:, None] * combined + (1 - known[:, None]) * filled
+    for name, colour in NON_SKIN_ALBEDOS.items():
+        if name in high.regions:
+            result[high.regions[name]] = torch.tensor(colour)
+    return result, borrowed, known
+
+
+def _calibration_record(calibration: dict[str, Any]) -> dict[str, Any]:
+    """The calibration's gains, exposure, white balance and cue readings as the stage's metrics record them."""
+    return {
+        "gain": [round(float(v), 4) for v in calibration["gain"]],
+        "exposure": round(float(calibration["exposure"]), 4),
+        "white_balance": [round(float(v), 4) for v in calibration["white_balance"]],
+        "exposure_sd": round(float(calibration["exposure_sd"]), 4),
+        "sheen": round(float(calibration["sheen"]), 4), "bounce": SKIN_BOUNCE,
+        "cues_used": sorted(name for name, cue in calibration["cues"].items() if cue.get("used")),
+        "cues": calibration["cues"],
+    }
 
 
 def _distance_to_known(known: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ def visibility(vertices: Any, normals: Any, faces: Any, directions: np.ndarray,
     """
     import torch
 
-    from .raster import rasterize
+    from ..render.raster import rasterize
 
     verts = torch.as_tensor(vertices, dtype=torch.float64)
     normals = torch.as_tensor(normals, dtype=torch.float64)

@@ -38,13 +38,14 @@ import numpy as np
 
 from ..atomic import atomic_write_npz, read_npz
 from ..capture import Capture
+from ..color import SRGB8_TO_LINEAR, linear_to_srgb
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
 from ..frames import FRAMES_JSON
 from ..head.model import HeadModel
+from ..image_io import push_pull_fill, sample_points, write_exr, write_png16
+from ..render.normals import vertex_normals
 from ..stages import Stage, StageContext
-from .image_io import SRGB8_TO_LINEAR, linear_to_srgb, push_pull_fill, sample_points, write_exr, write_png16
-from .raster import vertex_normals
 from .uv import TexelGeometry, texel_geometry
 
 PHONE_PNG = "textures/phone.png"
@@ -92,7 +93,7 @@ class FrameSampler:
         self.cosine = (normals * torch.nn.functional.normalize(-camera, dim=-1)).sum(-1)            # (N, V)
         self.pixel_m = depth / focal                                                                # metres per pixel
         self.iod_px = np.asarray(fit["iod_px"], np.float32) if "iod_px" in fit else np.full(count, 60.0, np.float32)
-        self.band = _opening_band(model, fit, params.opening_band_mm)                               # (N, V)
+        self.band = opening_band(model, fit, params.opening_band_mm)                               # (N, V)
         self.faces = torch.as_tensor(np.asarray(model.faces, np.int64))
 
     def prepare(self, index: int, height: int, width: int) -> dict[str, Any]:
@@ -104,7 +105,7 @@ class FrameSampler:
         import cv2
         import torch
 
-        from .raster import rasterize
+        from ..render.raster import rasterize
 
         screen = self.screen[index]
         extent = float(screen[:, 1].max() - screen[:, 1].min())
@@ -149,7 +150,7 @@ class FrameSampler:
         return rows[keep], torch.as_tensor(colour)[keep], weight[keep]
 
 
-def _opening_band(model: HeadModel, fit: dict[str, np.ndarray], band_mm: float) -> Any:
+def opening_band(model: HeadModel, fit: dict[str, np.ndarray], band_mm: float) -> Any:
     """(N, V) weight of each vertex from its distance to the eye and mouth openings (rest head), less while blinking."""
     import torch
 
@@ -240,42 +241,93 @@ def _solve_gains(samples: Any, weights: Any, iterations: int = 3, stride: int = 
 
 def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, outputs: dict[str, Any]) -> dict[str, Any]:
     """Both passes over the capture's frames; writes the files named in ``outputs``; returns the metrics."""
-    import torch
-
-    from .shading import VISIBILITY_DIRECTIONS, occluded_cosine, sphere_directions, transfer, visibility
-
     fit = load_fit(str(capture.path(FIT_NPZ)))
     if len(fit["pose"]) == 0:
         raise CaptureError(f"{capture.root}: fit.npz has no frames; re-run the reconstruction")
     progress.update(0.0, "loading the head model", force=True)
     model = load_fitted_model(capture, fit)
     files, sharp_weight = frame_files(capture.root, fit)
-    count = len(files)
     sampler = FrameSampler(model, fit, params)
     high, low = texel_geometry(model, params.texture_size), texel_geometry(model, params.reference_size)
-
-    # the fitted identity at rest: normals (the normal map) and self-shadowed light transfer
     progress.update(0.02, "light transfer of the fitted head", force=True)
-    with torch.no_grad():
-        rest = model.vertices(torch.as_tensor(np.asarray(fit["shape"], np.float32)[None, : model.num_shape]))[0]
-    rest_normals = vertex_normals(rest, model.faces)
-    directions = sphere_directions(VISIBILITY_DIRECTIONS)
-    visible = visibility(rest, rest_normals, model.faces, directions)
-    lobes = occluded_cosine(rest_normals, visible, directions)                                     # (V, D), once
-    transfer_head = transfer(lobes, directions)                                                    # (V, 9)
-    from ..head.model import axis_angle_to_matrix
+    light = _LightTransfer.of_fit(model, fit)
+    reference = _reference_pass(files, sharp_weight, sampler, low, light, progress.sub(0.05, 0.45))
+    sums = _fusion_pass(files, sharp_weight, sampler, high, low, reference, params.outlier_scale, progress.sub(0.45, 0.92))
+    progress.update(0.93, "writing the textures", force=True)
+    coverage = _write_outputs(outputs, params, high, low, light, reference, *sums)
+    observed = coverage > OBSERVED
+    face = high.face_surface(model, light.rest_normals)
+    gains = reference.gains
+    return {
+        "coverage_face": round(float(observed[face].float().mean()), 4) if bool(face.any()) else 0.0,
+        "coverage_head": round(float(observed[high.skin].float().mean()), 4),
+        "frames": len(files), "texture_size": params.texture_size,
+        "frame_gain_range": [round(float(gains.min()), 4), round(float(gains.max()), 4)],
+    }
 
-    head_rotations = axis_angle_to_matrix(torch.as_tensor(np.asarray(fit["pose"], np.float32)[:, 0])).numpy()
-    camera_rotation = np.asarray(fit["camera_rotation"], np.float32)
 
-    # pass 1: the reference resolution, every sample kept
-    frames_cache: list[np.ndarray | None] = [None] * count      # 8-bit frames kept for pass 2 (decoded once)
+@dataclass
+class _LightTransfer:
+    """The fitted identity at rest: its normals (the normal map) and self-shadowed light transfer, and the rotations
+    that carry a light fixed to the camera into the head's frame for each frame."""
+    rest_normals: Any        # (V, 3)
+    lobes: Any               # (V, D) occluded cosine lobes
+    directions: np.ndarray   # (D, 3)
+    head_rotations: np.ndarray      # (N, 3, 3)
+    camera_rotation: np.ndarray     # (N, 3, 3)
+
+    @classmethod
+    def of_fit(cls, model: HeadModel, fit: dict[str, np.ndarray]) -> "_LightTransfer":
+        import torch
+
+        from ..head.model import axis_angle_to_matrix
+        from .shading import VISIBILITY_DIRECTIONS, occluded_cosine, sphere_directions, visibility
+
+        with torch.no_grad():
+            rest = model.vertices(torch.as_tensor(np.asarray(fit["shape"], np.float32)[None, : model.num_shape]))[0]
+        rest_normals = vertex_normals(rest, model.faces)
+        directions = sphere_directions(VISIBILITY_DIRECTIONS)
+        lobes = occluded_cosine(rest_normals, visibility(rest, rest_normals, model.faces, directions), directions)
+        head_rotations = axis_angle_to_matrix(torch.as_tensor(np.asarray(fit["pose"], np.float32)[:, 0])).numpy()
+        return cls(rest_normals, lobes, directions, head_rotations, np.asarray(fit["camera_rotation"], np.float32))
+
+    def head_transfer(self) -> Any:
+        """(V, 9) transfer in the head's frame."""
+        from .shading import transfer
+
+        return transfer(self.lobes, self.directions)
+
+    def camera_transfer(self, frame: int) -> Any:
+        """(V, 9) transfer of a light fixed to frame ``frame``'s camera: the sampling directions turned by the head's
+        rotation in the camera frame."""
+        from .shading import transfer
+
+        return transfer(self.lobes, self.directions, rotation=self.camera_rotation[frame] @ self.head_rotations[frame])
+
+
+@dataclass
+class _Reference:
+    """Pass 1's results at the reference resolution."""
+    gains: Any               # (N,) per-frame exposure gains
+    colour: Any              # (L, 3) reference colour per texel
+    weight: Any              # (L,) summed sample weight per texel
+    transfer_camera: Any     # (L, 9) the weighted mean camera-fixed transfer per texel
+    views: list              # the sampler's per-frame view data
+    frames: list             # 8-bit frames kept for pass 2 (decoded once), or None where memory did not allow
+
+
+def _reference_pass(files: list, sharp_weight: np.ndarray, sampler: FrameSampler, low: TexelGeometry,
+                    light: _LightTransfer, progress: Any) -> _Reference:
+    """Pass 1: the reference resolution, every sample kept; per-frame gains and the robust reference solved from them."""
+    import torch
+
+    count = len(files)
+    frames_cache: list[np.ndarray | None] = [None] * count
     keep_frames = True
     samples = torch.zeros(count, low.count, 3)
     weights = torch.zeros(count, low.count)
     transfer_sum = torch.zeros(low.count, 9)
     views: list[dict[str, Any]] = []
-    pass1 = progress.sub(0.05, 0.45)
     for i, path in enumerate(files):
         image = read_frame(path)
         keep_frames = keep_frames and image.nbytes * count < 2e9
@@ -285,42 +337,51 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
         rows, colour, weight = sampler.sample(i, frame, views[i], low)
         weight = weight * float(sharp_weight[i])
         samples[i, rows], weights[i, rows] = colour, weight
-        # light fixed to the camera: rotate the sampling directions by the head's rotation in the camera frame
-        frame_transfer = transfer(lobes, directions, rotation=camera_rotation[i] @ head_rotations[i])
-        transfer_sum.index_add_(0, rows, weight[:, None] * low.interpolate(frame_transfer, rows))
-        pass1.update((i + 1) / count, f"sampling frame {i + 1}/{count} (reference)")
+        transfer_sum.index_add_(0, rows, weight[:, None] * low.interpolate(light.camera_transfer(i), rows))
+        progress.update((i + 1) / count, f"sampling frame {i + 1}/{count} (reference)")
     gains, reference = _solve_gains(samples, weights)
     weight_low = weights.sum(0)
-    del samples, weights
-    seen_low = weight_low > 1e-3
-    transfer_camera = transfer_sum / weight_low.clamp_min(1e-6)[:, None]
-    reference_image = low.image(torch.where(seen_low[:, None], reference, torch.zeros_like(reference))).numpy()
+    return _Reference(gains, reference, weight_low, transfer_sum / weight_low.clamp_min(1e-6)[:, None], views, frames_cache)
+
+
+def _fusion_pass(files: list, sharp_weight: np.ndarray, sampler: FrameSampler, high: TexelGeometry, low: TexelGeometry,
+                 reference: _Reference, outlier_scale: float, progress: Any) -> tuple[Any, Any, Any]:
+    """Pass 2: full resolution, fused by a weighted mean robust to samples far from the reference; returns the
+    (M, 3) colour sum, the (M,) robust weight sum and the (M,) observed weight sum. Consumes the kept frames."""
+    import torch
+
+    seen_low = reference.weight > 1e-3
+    reference_image = low.image(torch.where(seen_low[:, None], reference.colour, torch.zeros_like(reference.colour))).numpy()
     reference_image = push_pull_fill(reference_image, low.image(seen_low).numpy())
     reference_high = high.sample_image(reference_image)                                                  # (M, 3)
-
-    # pass 2: full resolution, fused by a weighted mean robust to samples far from the reference
     colour_sum = torch.zeros(high.count, 3)
     weight_sum = torch.zeros(high.count)
     observed_sum = torch.zeros(high.count)
-    pass2 = progress.sub(0.45, 0.92)
+    count, frames_cache = len(files), reference.frames
     for i, path in enumerate(files):
         frame = bgr8_to_linear(frames_cache[i] if frames_cache[i] is not None else read_frame(path))
         frames_cache[i] = None
         for start in range(0, high.count, TEXEL_BLOCK):
-            rows, colour, weight = sampler.sample(i, frame, views[i], high, start, start + TEXEL_BLOCK)
+            rows, colour, weight = sampler.sample(i, frame, reference.views[i], high, start, start + TEXEL_BLOCK)
             weight = weight * float(sharp_weight[i])
-            colour = colour / gains[i]
+            colour = colour / reference.gains[i]
             ref = reference_high[rows]
             difference = (colour - ref).norm(dim=1) / (ref.norm(dim=1) + 0.02)
-            robust = 1.0 / (1.0 + (difference / params.outlier_scale) ** 2)
+            robust = 1.0 / (1.0 + (difference / outlier_scale) ** 2)
             colour_sum.index_add_(0, rows, (weight * robust)[:, None] * colour)
             weight_sum.index_add_(0, rows, weight * robust)
             observed_sum.index_add_(0, rows, weight)
-        pass2.update((i + 1) / count, f"fusing frame {i + 1}/{count}")
-    del frames_cache, reference_high
+        progress.update((i + 1) / count, f"fusing frame {i + 1}/{count}")
+    return colour_sum, weight_sum, observed_sum
 
-    # one output at a time, each sum dropped once used: at 4096^2 every (M, 3) array is 160 MB
-    progress.update(0.93, "writing the textures", force=True)
+
+def _write_outputs(outputs: dict[str, Any], params: UnwrapParams, high: TexelGeometry, low: TexelGeometry,
+                   light: _LightTransfer, reference: _Reference, colour_sum: Any, weight_sum: Any, observed_sum: Any) -> Any:
+    """The phone texture, coverage, normal map and shading data; returns the (M,) coverage.
+
+    One output at a time, each sum dropped once used: at 4096^2 every (M, 3) array is 160 MB."""
+    import torch
+
     colour_sum /= weight_sum.clamp_min(1e-9)[:, None]
     colour_sum[weight_sum <= 1e-6] = 0.0
     del weight_sum
@@ -329,25 +390,17 @@ def unwrap_capture(capture: Capture, params: UnwrapParams, progress: Any, output
     coverage = 1.0 - torch.exp(-observed_sum / COVERAGE_SCALE)
     del observed_sum
     write_png16(outputs[COVERAGE_PNG], high.image(coverage).numpy())
-    rest_texel_normals = torch.nn.functional.normalize(high.interpolate(rest_normals), dim=1)
+    rest_texel_normals = torch.nn.functional.normalize(high.interpolate(light.rest_normals), dim=1)
     write_exr(outputs[NORMAL_EXR], high.image(rest_texel_normals).numpy())
     del rest_texel_normals
     atomic_write_npz(outputs[SHADING_NPZ],
                      size=np.int32(params.reference_size),
-                     transfer_camera=low.image(transfer_camera).numpy().astype(np.float16),
-                     transfer_head=low.image(low.interpolate(transfer_head)).numpy().astype(np.float16),
-                     weight=low.image(weight_low).numpy().astype(np.float32),
-                     reference_linear=low.image(reference).numpy().astype(np.float16),
-                     frame_gains=gains.numpy().astype(np.float32))
-
-    observed = coverage > OBSERVED
-    face = high.face_surface(model, rest_normals)
-    return {
-        "coverage_face": round(float(observed[face].float().mean()), 4) if bool(face.any()) else 0.0,
-        "coverage_head": round(float(observed[high.skin].float().mean()), 4),
-        "frames": count, "texture_size": params.texture_size,
-        "frame_gain_range": [round(float(gains.min()), 4), round(float(gains.max()), 4)],
-    }
+                     transfer_camera=low.image(reference.transfer_camera).numpy().astype(np.float16),
+                     transfer_head=low.image(low.interpolate(light.head_transfer())).numpy().astype(np.float16),
+                     weight=low.image(reference.weight).numpy().astype(np.float32),
+                     reference_linear=low.image(reference.colour).numpy().astype(np.float16),
+                     frame_gains=reference.gains.numpy().astype(np.float32))
+    return coverage
 
 
 def run_unwrap(ctx: StageContext) -> None:

@@ -94,7 +94,7 @@ class TexelGeometry:
         """(M, C): an (S, S, C) texture of any resolution S sampled bilinearly at these texels' centres."""
         import torch
 
-        from .image_io import sample_points
+        from ..image_io import sample_points
 
         scale = image.shape[0] / self.size
         rows = (self.texels // self.size).float()
@@ -126,7 +126,7 @@ def texel_geometry(model: HeadModel, size: int) -> TexelGeometry:
 def _build(model: HeadModel, size: int) -> TexelGeometry:
     import torch
 
-    from .raster import rasterize
+    from ..render.raster import rasterize
 
     uv = torch.as_tensor(np.asarray(model.uv, np.float64))
     points = torch.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size, torch.ones(len(uv), dtype=torch.float64)], 1)

@@ -1,23 +1,19 @@
-"""Vectorized triangle rasterization in torch, and the pinhole camera that feeds it.
+"""Vectorized triangle rasterization in torch: one core for screen space and UV space.
 
-One core serves screen space and UV space. ``rasterize`` takes per-vertex
-``(x_px, y_px, depth)``: for a camera view that is ``project(vertices_m,
-camera)``; for a texture of ``size`` texels pass ``(u * size, (1 - v) * size,
-1)`` (a constant depth; visibility then falls to the lowest triangle index).
+``rasterize`` takes per-vertex ``(x_px, y_px, depth)``: for a camera view that
+is ``camera.project(vertices_m, camera)``; for a texture of ``size`` texels pass
+``(u * size, (1 - v) * size, 1)`` (a constant depth; visibility then falls to
+the lowest triangle index).
 
 Conventions:
 - Images: origin at the top-left corner, x to the right (columns), y down
   (rows). Pixel (row r, column c) covers [c, c+1) x [r, r+1) and is sampled at
   its centre (c + 0.5, r + 0.5). Edges are inclusive: a centre exactly on an
   edge is covered (by the lower-index triangle where two share it).
-- Cameras follow OpenCV: in the camera frame x points right, y down and the
-  camera looks along its +z; world to camera is ``X_cam = R @ X_world + t``,
-  and a point projects to ``(fx X/Z + cx, fy Y/Z + cy)`` with depth ``Z``.
 - Triangles with a vertex at depth <= 0 (behind the camera) are dropped, not
   clipped; degenerate (zero-area) triangles cover nothing.
 
-``vertex_normals`` gives meshes the smooth (area-weighted) normals renderers and
-samplers shade with. Visibility is hard (not differentiable in the positions); ``interpolate`` is
+Visibility is hard (not differentiable in the positions); ``interpolate`` is
 differentiable in the attributes. This module knows nothing of head models,
 textures or capture folders.
 """
@@ -27,38 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 EDGE_TOLERANCE = 1e-9       # barycentric slack (float64) so that shared edges leave no uncovered pixel centres
-
-
-@dataclass
-class PinholeCamera:
-    fx: float                 # focal length along x, pixels
-    fy: float                 # focal length along y, pixels
-    cx: float                 # principal point, pixels from the left edge (width / 2 when centred)
-    cy: float                 # principal point, pixels from the top edge (height / 2 when centred)
-    rotation: np.ndarray      # (3, 3) world-to-camera rotation R
-    translation: np.ndarray   # (3,) world-to-camera translation t (metres): X_cam = R X_world + t
-    width: int                # image width, pixels
-    height: int               # image height, pixels
-
-    @classmethod
-    def look_at(cls, eye_m: Any, target_m: Any, up: Any = (0.0, 1.0, 0.0), fov_y_deg: float = 30.0,
-                width: int = 512, height: int = 512) -> "PinholeCamera":
-        """A centred camera at ``eye_m`` looking at ``target_m``, with ``up`` pointing up in the image."""
-        eye, target = np.asarray(eye_m, np.float64), np.asarray(target_m, np.float64)
-        forward = target - eye
-        forward /= np.linalg.norm(forward)
-        right = np.cross(forward, np.asarray(up, np.float64))
-        norm = np.linalg.norm(right)
-        if norm < 1e-9:
-            raise ValueError("look_at: the up vector is parallel to the viewing direction; pass another up")
-        right /= norm
-        down = np.cross(forward, right)
-        rotation = np.stack([right, down, forward])
-        focal = 0.5 * height / np.tan(np.radians(fov_y_deg) / 2)
-        return cls(float(focal), float(focal), width / 2, height / 2, rotation, -rotation @ eye, width, height)
 
 
 @dataclass
@@ -71,19 +36,6 @@ class RasterResult:
     def mask(self) -> Any:
         """(H, W) bool: pixels covered by a triangle."""
         return self.face_index >= 0
-
-
-def project(vertices_m: Any, camera: PinholeCamera) -> Any:
-    """(..., 3) world points -> (..., 3) ``[x_px, y_px, depth_m]`` for ``rasterize`` (differentiable)."""
-    import torch
-
-    points = torch.as_tensor(vertices_m)
-    assert points.shape[-1] == 3, f"project: points must be (..., 3), got {tuple(points.shape)}"
-    rotation = torch.as_tensor(camera.rotation, dtype=points.dtype, device=points.device)
-    translation = torch.as_tensor(camera.translation, dtype=points.dtype, device=points.device)
-    cam = points @ rotation.T + translation
-    depth = cam[..., 2]
-    return torch.stack([camera.fx * cam[..., 0] / depth + camera.cx, camera.fy * cam[..., 1] / depth + camera.cy, depth], -1)
 
 
 def rasterize(verts_px_depth: Any, faces: Any, height: int, width: int, perspective_correct: bool = True,
@@ -107,6 +59,34 @@ def rasterize(verts_px_depth: Any, faces: Any, height: int, width: int, perspect
     assert faces.ndim == 2 and faces.shape[1] == 3, f"rasterize: faces must be (F, 3), got {tuple(faces.shape)}"
     assert height > 0 and width > 0, f"rasterize: image size must be positive, got {height}x{width}"
     device, out_dtype = verts.device, (verts.dtype if verts.is_floating_point() else torch.float32)
+    edges = _edge_functions(verts, faces)
+    runs = _pixel_runs(edges, height, width, perspective_correct)
+    depth_buf = torch.full((height * width,), float("inf"), device=device)
+    face_buf = torch.full((height * width,), -1, dtype=torch.long, device=device)
+    bary_buf = torch.zeros(height * width, 3, device=device)
+    _depth_test(runs, perspective_correct, max_candidates, depth_buf, face_buf, bary_buf)
+    return RasterResult(
+        face_index=face_buf.view(height, width),
+        barycentrics=bary_buf.view(height, width, 3).to(out_dtype),
+        depth=depth_buf.view(height, width).to(out_dtype),
+    )
+
+
+@dataclass
+class _EdgeFunctions:
+    """Per triangle: barycentric of corner i at (px, py) = a_i px + b_i py + c_i, relative to corner 0's origin."""
+    valid: Any         # (F,) bool: in front of the camera, finite and not degenerate
+    origin_x: Any      # (F,) corner 0, pixels
+    origin_y: Any
+    y: Any             # (F, 3) corner rows relative to origin_y
+    z: Any             # (F, 3) corner depths
+    a: Any             # (F, 3) coefficients
+    b: Any
+    c: Any
+
+
+def _edge_functions(verts: Any, faces: Any) -> _EdgeFunctions:
+    import torch
 
     corners = verts.detach().to(torch.float64)[faces]                        # (F, 3 corners, 3)
     valid = torch.isfinite(corners).all(dim=(1, 2)) & (corners[:, :, 2] > 0).all(dim=1)
@@ -117,22 +97,35 @@ def rasterize(verts_px_depth: Any, faces: Any, height: int, width: int, perspect
     area2 = x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1]
     valid &= area2.abs() > 1e-12
     area2 = torch.where(valid, area2, torch.ones_like(area2))
-    # barycentric of corner i at (px, py): a_i px + b_i py + c_i (edge function of the opposite edge j -> k)
+    # barycentric of corner i: the edge function of the opposite edge j -> k
     j, k = [1, 2, 0], [2, 0, 1]
-    coef_a = (y[:, j] - y[:, k]) / area2[:, None]
-    coef_b = (x[:, k] - x[:, j]) / area2[:, None]
-    coef_c = (x[:, j] * y[:, k] - x[:, k] * y[:, j]) / area2[:, None]
+    return _EdgeFunctions(valid, origin_x, origin_y, y, z, a=(y[:, j] - y[:, k]) / area2[:, None],
+                          b=(x[:, k] - x[:, j]) / area2[:, None], c=(x[:, j] * y[:, k] - x[:, k] * y[:, j]) / area2[:, None])
 
-    # rows of pixel centres each triangle spans, then per (triangle, row) the exact run of covered columns:
-    # every edge function a x + b y + c >= 0 bounds x from one side on that row
-    row_lo = torch.ceil(y.min(1).values + origin_y - 0.5).clamp(0, height)
-    row_hi = torch.floor(y.max(1).values + origin_y - 0.5).clamp(-1, height - 1)
-    rows_per_tri = (row_hi - row_lo + 1).clamp_min(0).long() * valid
-    span_tri = torch.repeat_interleave(torch.arange(len(faces), device=device), rows_per_tri)
+
+@dataclass
+class _PixelRuns:
+    """Per (triangle, pixel row): the run of covered pixel centres and what interpolates across it."""
+    triangle: Any      # (S,) long
+    run: Any           # (S,) long: covered pixels in the run (0: none)
+    first_pixel: Any   # (S,) long: flat index of the run's first pixel
+    table: Any         # (S, 9) float32: barycentrics at the first pixel, their step per column, corner (1 /) depths
+
+
+def _pixel_runs(edges: _EdgeFunctions, height: int, width: int, perspective_correct: bool) -> _PixelRuns:
+    """Rows of pixel centres each triangle spans, then per (triangle, row) the exact run of covered columns:
+    every edge function a x + b y + c >= 0 bounds x from one side on that row."""
+    import torch
+
+    device, y = edges.y.device, edges.y
+    row_lo = torch.ceil(y.min(1).values + edges.origin_y - 0.5).clamp(0, height)
+    row_hi = torch.floor(y.max(1).values + edges.origin_y - 0.5).clamp(-1, height - 1)
+    rows_per_tri = (row_hi - row_lo + 1).clamp_min(0).long() * edges.valid
+    span_tri = torch.repeat_interleave(torch.arange(len(y), device=device), rows_per_tri)
     span_row = row_lo[span_tri] + (torch.arange(span_tri.shape[0], device=device)
                                    - torch.repeat_interleave(torch.cumsum(rows_per_tri, 0) - rows_per_tri, rows_per_tri))
-    a, b, c = coef_a[span_tri], coef_b[span_tri], coef_c[span_tri]               # (S, 3)
-    span_x0, span_y = origin_x[span_tri], span_row + 0.5 - origin_y[span_tri]
+    a, b, c = edges.a[span_tri], edges.b[span_tri], edges.c[span_tri]         # (S, 3)
+    span_x0, span_y = edges.origin_x[span_tri], span_row + 0.5 - edges.origin_y[span_tri]
     rest = b * span_y[:, None] + c + EDGE_TOLERANCE                            # edge function minus a x
     bound = -rest / torch.where(a == 0, torch.ones_like(a), a)
     x_lo = torch.where(a > 0, bound, torch.full_like(bound, -float("inf"))).max(1).values + span_x0
@@ -144,23 +137,28 @@ def rasterize(verts_px_depth: Any, faces: Any, height: int, width: int, perspect
     # per run, in float64 then float32: barycentrics at its first pixel centre, their step to the next
     # column, and the triangle's corner depths (inverted for perspective interpolation)
     start = a * (col_lo + 0.5 - span_x0)[:, None] + b * span_y[:, None] + c
-    table = torch.cat([start, a, 1.0 / z[span_tri] if perspective_correct else z[span_tri]], 1).float()
-    first_pixel = (span_row * width + col_lo).long()
+    z = edges.z[span_tri]
+    table = torch.cat([start, a, 1.0 / z if perspective_correct else z], 1).float()
+    return _PixelRuns(span_tri, run, (span_row * width + col_lo).long(), table)
 
-    depth_buf = torch.full((height * width,), float("inf"), device=device)
-    face_buf = torch.full((height * width,), -1, dtype=torch.long, device=device)
-    bary_buf = torch.zeros(height * width, 3, device=device)
 
+def _depth_test(runs: _PixelRuns, perspective_correct: bool, max_candidates: int,
+                depth_buf: Any, face_buf: Any, bary_buf: Any) -> None:
+    """Every covered pixel of every run against the depth buffer (in batches of at most ``max_candidates`` pixels):
+    the nearest triangle wins, ties going to the lowest index; the buffers are updated in place."""
+    import torch
+
+    device, run = depth_buf.device, runs.run
     live = torch.nonzero(run).squeeze(1)
     batch_of = torch.div(torch.cumsum(run[live], 0) - run[live], max_candidates, rounding_mode="floor")
     for batch in torch.split(live, torch.unique_consecutive(batch_of, return_counts=True)[1].tolist()):
         per_run = run[batch]
         span = torch.repeat_interleave(batch, per_run)                          # run of each covered pixel
         step = torch.arange(span.shape[0], device=device) - torch.repeat_interleave(torch.cumsum(per_run, 0) - per_run, per_run)
-        coef = table[span]                                                      # (N, 9)
+        coef = runs.table[span]                                                 # (N, 9)
         bary = torch.addcmul(coef[:, 0:3], coef[:, 3:6], step[:, None].float()).clamp_min(0)
         bary = bary / bary.sum(1, keepdim=True)
-        owner, pixel = span_tri[span], first_pixel[span] + step
+        owner, pixel = runs.triangle[span], runs.first_pixel[span] + step
         if perspective_correct:
             over_depth = bary * coef[:, 6:9]
             depth = 1.0 / over_depth.sum(1)
@@ -175,12 +173,6 @@ def rasterize(verts_px_depth: Any, faces: Any, height: int, width: int, perspect
         unique = owner == first[pixel]                                         # ties: lowest triangle index
         pixel = pixel[unique]
         depth_buf[pixel], face_buf[pixel], bary_buf[pixel] = depth[unique], owner[unique], bary[unique]
-
-    return RasterResult(
-        face_index=face_buf.view(height, width),
-        barycentrics=bary_buf.view(height, width, 3).to(out_dtype),
-        depth=depth_buf.view(height, width).to(out_dtype),
-    )
 
 
 def interpolate(attr: Any, faces: Any, result: RasterResult) -> Any:
@@ -198,20 +190,3 @@ def interpolate(attr: Any, faces: Any, result: RasterResult) -> Any:
     out = torch.zeros(height, width, attr.shape[1], dtype=attr.dtype, device=attr.device)
     out[mask] = torch.einsum("nk,nkc->nc", weights, attr[corners])
     return out
-
-
-def vertex_normals(vertices: Any, faces: Any) -> Any:
-    """(B, V, 3) or (V, 3) area-weighted unit vertex normals (torch)."""
-    import torch
-
-    verts = torch.as_tensor(vertices)
-    single = verts.ndim == 2
-    verts = verts[None] if single else verts
-    faces = torch.as_tensor(faces).long()
-    corners = verts[:, faces]                                                    # (B, F, 3, 3)
-    area_normal = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
-    normals = torch.zeros_like(verts)
-    for k in range(3):
-        normals.index_add_(1, faces[:, k], area_normal)
-    normals = torch.nn.functional.normalize(normals, dim=-1)
-    return normals[0] if single else normals

@@ -1,19 +1,24 @@
-"""Add-on preferences: cache folder, device, worker interpreter, FLAME model files, weights folder, and the
-Python dependencies (what is installed in Blender's Python and the add-on's site-packages; Install button)."""
+"""The add-on's preferences and everything that reads them: cache folder, device, worker interpreter, FLAME model
+files, weights folder, and the Python dependencies (what is installed in Blender's Python and the add-on's
+site-packages, with the Install button; the folder itself is put on ``sys.path`` here).
+
+Operators and panels both read the preferences through this module and never import each other; it refers to
+operators only by their idnames. It computes nothing else.
+"""
 
 import os
+import site
 import sys
 import textwrap
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from .. import idnames, strings
-from ..core import deps
-from ..core.paths import GMUG_WEIGHTS_NAME, weights_dir
+from . import idnames, strings
+from .core import deps
+from .core.paths import GMUG_WEIGHTS_NAME, weights_dir
 
-# the extension's root package: bl_ext.<repo>.studio_avatar inside Blender
-ADDON_PACKAGE = __package__.rpartition(".")[0]
+ADDON_PACKAGE = __package__      # the extension's root package: bl_ext.<repo>.studio_avatar inside Blender
 
 
 class STUDIO_AVATAR_AP_preferences(bpy.types.AddonPreferences):
@@ -96,6 +101,17 @@ def dependency_folder() -> str:
     return bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=False)
 
 
+def use_dependency_folder() -> None:
+    """Make packages installed into the add-on's site-packages importable in Blender too (on register, and after
+    an install: the folder may exist only then).
+
+    Appended, not prepended, so Blender's own bundled modules (numpy) keep priority.
+    """
+    folder = dependency_folder()
+    if os.path.isdir(folder) and folder not in sys.path:
+        site.addsitedir(folder)
+
+
 def weights_folder(prefs) -> str:
     """The weights folder in use: the preference, or the weights shipped with the add-on when that is empty."""
     return bpy.path.abspath(prefs.weights_dir) if prefs.weights_dir else str(weights_dir())
@@ -127,3 +143,6 @@ def dependency_statuses(refresh=False) -> list[deps.Status]:
     if refresh or DEPENDENCY_REPORT.statuses is None:
         DEPENDENCY_REPORT.statuses = deps.check_dependencies(dependency_search_path())
     return DEPENDENCY_REPORT.statuses
+
+
+CLASSES = (STUDIO_AVATAR_AP_preferences,)

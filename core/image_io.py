@@ -1,4 +1,4 @@
-"""Texture files and colour encodings: sRGB <-> linear light, 16-bit PNG, half-float EXR.
+"""Texture files and texel operations: 16-bit PNG, half-float EXR, point sampling, push-pull hole filling.
 
 Arrays in memory are float32 RGB (channel order R, G, B), row 0 at the top;
 "linear" means linear-light values (0..1 for reflectances), "srgb" the
@@ -13,19 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-
-def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
-    srgb = np.asarray(srgb, np.float32)
-    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    linear = np.clip(np.asarray(linear, np.float32), 0.0, None)
-    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055).astype(np.float32)
-
-
-SRGB8_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)   # lookup table for 8-bit frames
 
 
 def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
