@@ -31,6 +31,8 @@ from .video import probe_video
 
 RECONSTRUCTION = Pipeline([PREVIEW_STAGE, FRAMES_STAGE, TRACK_STAGE, FIT_STAGE, UNWRAP_STAGE, DELIGHT_CLASSIC_STAGE,
                            GMUG_STAGE, ENHANCE_STAGE])
+# quality preset -> (most frames kept, texels across the UV textures): the add-on's Reconstruct and `batch`
+PRESET_SETTINGS = {"DRAFT": (40, 1024), "STANDARD": (80, 2048), "HIGH": (120, 4096)}
 TEXTURE_METHODS = ("auto", "gmug", "classic")
 DETAIL_METHODS = ("none", "enhance")
 

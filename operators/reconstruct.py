@@ -16,10 +16,6 @@ from .. import idnames, strings
 from ..core.errors import StudioAvatarError
 from .jobs import WorkerJobMixin
 
-# quality preset -> (most frames kept, texels across the UV textures)
-PRESET_SETTINGS = {"DRAFT": (40, 1024), "STANDARD": (80, 2048), "HIGH": (120, 4096)}
-
-
 def scene_state(scene):
     return getattr(scene, idnames.SCENE_PROPERTY)
 
@@ -43,6 +39,8 @@ def capture_source_video(folder: str) -> str | None:
 def reconstruct_args(video: str, capture_dir: str, preset: str, texture_size: int, device: str,
                      texture_method: str = "AUTO", force: tuple[str, ...] = ()) -> list[str]:
     """Worker arguments for one run; the global --device comes before the command and wins over the preferences'."""
+    from ..core.pipeline import PRESET_SETTINGS
+
     max_frames, preset_size = PRESET_SETTINGS[preset]
     args = ["--device", device.lower(), "reconstruct", video, "-o", capture_dir,
             "--max-frames", str(max_frames), "--texture-size", str(texture_size or preset_size),

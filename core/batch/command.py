@@ -25,7 +25,7 @@ class NodeFailure(RuntimeError):
     """The command did not finish for a reason of the machine, not of its input: retried."""
 
 
-def run_command(argv: list[str], log_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_command(argv: list[str], log_path: str) -> dict[str, Any]:
     """Run ``argv`` (a ``studio-avatar ... --progress jsonl`` command line; no shell) to the end.
 
     Returns ``{"ok", "exit_code", "result", "error", "error_type", "warnings", "seconds", "node"}``; stderr and the
@@ -34,11 +34,11 @@ def run_command(argv: list[str], log_path: str, env: dict[str, str] | None = Non
     started = time.monotonic()
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     result, error, error_type, warnings = None, "", "", []
+    tail = " ".join(argv[-4:])                                  # the task's own arguments, for the log and errors
     with open(log_path, "a", encoding="utf-8") as log:        # a retried task's attempts follow each other
-        log.write(f"== attempt on {os.uname().nodename} at {time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(argv[-4:])}\n")
+        log.write(f"== attempt on {os.uname().nodename} at {time.strftime('%Y-%m-%dT%H:%M:%S')}: {tail}\n")
         log.flush()
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
-                                   env={**os.environ, **(env or {})})
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
         for line in process.stdout:
             log.write(line)
             try:
@@ -55,7 +55,7 @@ def run_command(argv: list[str], log_path: str, env: dict[str, str] | None = Non
                 warnings.append(str(event.get("message", "")))
         code = process.wait()
     if code < 0 or code == BUSY_EXIT_CODE:
-        raise NodeFailure(f"{os.path.basename(argv[-1]) if argv else 'command'}: exited with {code} (see {log_path})")
+        raise NodeFailure(f"... {tail}: exited with {code} (see {log_path})")
     return {"ok": code == 0, "exit_code": code, "result": result, "error": error or ("" if code == 0 else
             f"exited with {code}; see {log_path}"), "error_type": error_type, "warnings": warnings,
             "seconds": round(time.monotonic() - started, 2), "node": os.uname().nodename}

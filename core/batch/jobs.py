@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json
-from ..hashing import json_sha256, path_sha256
+from ..hashing import json_sha256
+from ..pipeline import PRESET_SETTINGS
 
 EXPORT_FORMATS = ("glb", "fbx", "npz")
 STATE_JSON = "batch_state.json"
-# quality preset -> (most frames kept, texels across the UV textures); the add-on's Reconstruct uses the same
-PRESET_SETTINGS = {"DRAFT": (40, 1024), "STANDARD": (80, 2048), "HIGH": (120, 4096)}
+CONTACT_SHEET = "contact_sheet.png"      # what `render --contact-sheet-only` writes into the renders folder
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class VideoJob:
     renders_done: int = 0
     exports_done: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    avatar_key: str = ""                           # sha256 of avatar.blend once built: what renders and exports come from
 
     @property
     def name(self) -> str:
@@ -84,6 +85,10 @@ class VideoJob:
     @property
     def renders(self) -> Path:
         return self.folder / "renders"
+
+    @property
+    def contact_sheet(self) -> Path:
+        return self.renders / CONTACT_SHEET
 
     def log(self, task: str) -> str:
         return str(self.folder / "logs" / f"{task}.log")
@@ -106,7 +111,7 @@ class VideoJob:
                 "error": self.error, "error_type": self.error_type, "timings_s": self.timings_s,
                 "renders": self.renders_done, "renders_total": self.renders_total, "exports": self.exports_done,
                 "warnings": self.warnings,
-                "contact_sheet": "renders/contact_sheet.png" if (self.renders / "contact_sheet.png").is_file() else None}
+                "contact_sheet": self.contact_sheet.relative_to(self.folder).as_posix() if self.contact_sheet.is_file() else None}
 
 
 def plan_jobs(videos: list[str | Path], out: Path) -> list[VideoJob]:
@@ -129,10 +134,6 @@ def build_key(job: VideoJob) -> str:
     stages = json.loads((job.capture / "capture.json").read_text()).get("stages", {})
     return json_sha256({name: {path: out.get("sha256") for path, out in record.get("outputs", {}).items()}
                         for name, record in stages.items()})
-
-
-def avatar_key(job: VideoJob) -> str:
-    return path_sha256(job.blend)
 
 
 def render_matrix_args(job: VideoJob, options: BatchOptions) -> list[str]:

@@ -33,16 +33,16 @@ from ..hashing import json_sha256
 from ..launcher import worker_argv
 from . import command
 from .gallery import write_gallery
-from .jobs import BatchOptions, VideoJob, avatar_key, build_key, plan_jobs, reconstruct_args, render_matrix_args
+from ..hashing import path_sha256
+from .jobs import BatchOptions, VideoJob, build_key, plan_jobs, reconstruct_args, render_matrix_args
 
 SUMMARY_JSON = "summary.json"
 INDEX_HTML = "index.html"
-CONTACT_SHEET = "contact_sheet.png"
 REPORT_EVERY_S = 10.0         # the progress line is refreshed at least this often (its ETA), else on every change
 RECONSTRUCT_CPUS = 2          # torch and the rasterizer use two threads well; more rarely pays on one video
 BPY_TASKS = ("build", "list", "render", "sheet", "export")    # what Blender runs; reconstruct needs no bpy
 # share of a video's work per task kind, for the overall progress and its ETA
-WEIGHTS = {"reconstruct": 0.55, "build": 0.15, "render": 0.25, "sheet": 0.02, "export": 0.03}
+WEIGHTS = {"reconstruct": 0.55, "build": 0.15, "render": 0.25, "export": 0.03}
 
 
 def run_batch(videos: list[str | Path], out: str | Path, options: BatchOptions, progress: Any,
@@ -104,10 +104,10 @@ class _Scheduler:
         resources = ray.cluster_resources()
         cpus = max(1.0, float(resources.get("CPU", 1.0)))
         gpus = options.gpus_per_reconstruct
-        self.gpus = float(gpus if gpus is not None else (1.0 if resources.get("GPU", 0.0) > 0 else 0.0))
+        gpus = float(gpus if gpus is not None else (1.0 if resources.get("GPU", 0.0) > 0 else 0.0))
         remote = ray.remote(command.run_command)
         base = {"max_retries": options.max_retries, "retry_exceptions": [command.NodeFailure]}
-        self.heavy = remote.options(num_cpus=min(float(RECONSTRUCT_CPUS), cpus), num_gpus=self.gpus, **base)
+        self.heavy = remote.options(num_cpus=min(float(RECONSTRUCT_CPUS), cpus), num_gpus=gpus, **base)
         self.light = remote.options(num_cpus=1, **base)
 
     def run(self) -> None:
@@ -171,30 +171,30 @@ class _Scheduler:
 
     def _after_build(self, job: VideoJob, detail: Any, result: dict[str, Any]) -> None:
         job.write_state(build=build_key(job))
-        avatar, state = avatar_key(job), job.read_state()
+        job.avatar_key, state = path_sha256(job.blend), job.read_state()
         job.step = "render"
         plan = state.get("render_plan", {})
-        if plan.get("key") == self._plan_key(job, avatar):
+        if plan.get("key") == self._plan_key(job):
             self._after_list(job, None, {"tasks": plan["tasks"]}, listed=False)
         else:
             self._submit(job, "list", None, render_matrix_args(job, self.options) + ["--list-tasks"])
         for kind in self.options.exports:
             path = job.export_path(kind)
-            if path.is_file() and state.get(f"export_{kind}") == avatar:
+            if path.is_file() and state.get(f"export_{kind}") == job.avatar_key:
                 job.exports_done.append(kind)
                 self.progress.emit("stage", stage=f"{job.name}: export {kind}", status="skipped")
                 continue
             self._submit(job, "export", kind, ["export", str(job.blend), "-o", str(path)] + (["--overwrite"] if path.exists() else []))
 
-    def _plan_key(self, job: VideoJob, avatar: str) -> str:
-        return json_sha256([avatar, render_matrix_args(job, self.options)])
+    def _plan_key(self, job: VideoJob) -> str:
+        return json_sha256([job.avatar_key, render_matrix_args(job, self.options)])
 
     def _after_list(self, job: VideoJob, detail: Any, result: dict[str, Any], listed: bool = True) -> None:
         tasks = result.get("tasks", [])
         if listed:
-            job.write_state(render_plan={"key": self._plan_key(job, avatar_key(job)), "tasks": tasks})
+            job.write_state(render_plan={"key": self._plan_key(job), "tasks": tasks})
         job.renders_total = len(tasks)
-        current = job.read_state().get("renders") == avatar_key(job)    # else a new avatar: its old images are wrong
+        current = job.read_state().get("renders") == job.avatar_key    # else a new avatar: its old images are wrong
         for task in tasks:
             if current and (job.renders / task["file"]).is_file():
                 job.renders_done += 1
@@ -209,17 +209,17 @@ class _Scheduler:
             job.renders_done += 1
         if job.renders_done < job.renders_total:
             return
-        if detail is None and (job.renders / CONTACT_SHEET).is_file():    # nothing was rendered again
+        if detail is None and job.contact_sheet.is_file():    # nothing was rendered again
             self.progress.emit("stage", stage=f"{job.name}: renders", status="skipped")
             return
         self._submit(job, "sheet", None, render_matrix_args(job, self.options) + ["--contact-sheet-only"])
 
     def _after_sheet(self, job: VideoJob, detail: Any, result: dict[str, Any]) -> None:
-        job.write_state(renders=avatar_key(job))
+        job.write_state(renders=job.avatar_key)
 
     def _after_export(self, job: VideoJob, detail: Any, result: dict[str, Any]) -> None:
         job.exports_done.append(detail)
-        job.write_state(**{f"export_{detail}": avatar_key(job)})
+        job.write_state(**{f"export_{detail}": job.avatar_key})
 
     def _report(self, message: str) -> None:
         fraction = sum(self._fraction(job) for job in self.jobs) / max(len(self.jobs), 1)

@@ -24,8 +24,8 @@ SSIM_TRUNCATE = 3.5                      # window radius in sigmas (an 11 x 11 w
 SSIM_C1 = 0.01 ** 2                      # stabilisers for a dynamic range of 1
 SSIM_C2 = 0.03 ** 2
 HF_BAND_OF_NYQUIST = (1 / 8, 1 / 2)      # the band of skin micro-detail (pores, fine lines) of albedo_hf_energy_ratio
-__all__ = ["band_energy", "exposure_gain", "gradient_correlation", 
-           "psnr", "rigid_alignment_error_m", "seam_ratio", "shading_leakage", "ssim"]
+__all__ = ["band_energy", "exposure_gain", "gradient_correlation", "psnr", "rigid_alignment_error_m", "seam_ratio",
+           "shading_leakage", "ssim"]
 
 
 def psnr(a_srgb: np.ndarray, b_srgb: np.ndarray, mask: np.ndarray) -> float:
