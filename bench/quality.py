@@ -219,7 +219,9 @@ def main():
         for method, values in scores["methods"].items():
             lines.append((name, truth.scene["skin"]["ita_deg"], method, values, scores))
             print(f"   {method:14s} " + "  ".join(f"{h} {fmt(values.get(k), f)}" for k, h, f in COLUMNS), flush=True)
-        print(f"   geometry {scores.get('geometry_error_mm')} mm, coverage_face {scores.get('coverage_face')}, "
+        print(f"   geometry {scores.get('geometry_error_mm')} mm (posed {scores.get('vertex_error_mm_posed_mean')} mm, "
+              f"rotation {scores.get('rotation_error_deg_mean')} deg, focal {scores.get('focal_error_rel')}), "
+              f"coverage_face {scores.get('coverage_face')}, "
               f"reconstruct {reconstruct_s:.1f} s, eval {eval_s:.1f} s", flush=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -255,6 +257,18 @@ def main():
                   if m == method and isinstance(v.get("ita_error_deg"), (int, float)) and np.isfinite(v["ita_error_deg"])]
         if errors:
             md.append(f"- {method}: mean |ITA error| {np.mean(errors):.1f}°, worst {max(errors):.1f}°")
+    md += ["", "## Geometry as the frames saw it", "",
+           "Per-frame posed face vertices in camera space against the truth after the one unobservable global scale, "
+           "head rotation and focal length (focal length estimated); 'rest' is the neutral head after rigid alignment.",
+           "", "| capture | posed vertex mm | rotation ° | focal error | rest mm |", "|---|---|---|---|---|"]
+    posed = [(r["capture"], r["scores"]) for r in records if "vertex_error_mm_posed_mean" in r["scores"]]
+    for capture, scores in posed:
+        md.append(f"| {capture} | {scores['vertex_error_mm_posed_mean']:.2f} | {scores['rotation_error_deg_mean']:.2f} | "
+                  f"{100 * scores['focal_error_rel']:+.1f}% | {fmt(scores.get('geometry_error_mm'), '{:.2f}')} |")
+    if posed:
+        mean = lambda key: float(np.mean([abs(scores[key]) for _, scores in posed]))  # noqa: E731
+        md.append(f"| mean | {mean('vertex_error_mm_posed_mean'):.2f} | {mean('rotation_error_deg_mean'):.2f} | "
+                  f"{100 * mean('focal_error_rel'):.1f}% (abs) | {mean('geometry_error_mm'):.2f} |")
     md += ["", "## Synthesis and pipeline times (s)", "", "| capture | synth total | frames | bake | studio | encode | reconstruct | eval |",
            "|---|---|---|---|---|---|---|---|"]
     for record in records:

@@ -77,15 +77,6 @@ def warm_up(model):
         get_view_landmarks(model)
 
 
-def truth_in_frame_pixels(gt, size):
-    """The ground truth with its camera scaled to the frame images the pipeline fitted (``size`` = width, height)."""
-    scale = size[0] / float(gt["image_size"][0])
-    if abs(scale - 1.0) < 1e-9:
-        return gt
-    return {**gt, "focal_px": gt["focal_px"] * scale, "principal_px": gt["principal_px"] * scale,
-            "image_size": np.array(size, np.int64)}
-
-
 def run_once(model, video, capture, gt, params, label):
     """One reconstruct(..., until="fit"): per-stage seconds, rates and accuracy against the truth."""
     (_, outcomes), wall_s = timed(lambda: reconstruct(video, capture, Progress(), until="fit", params=params))
@@ -93,8 +84,7 @@ def run_once(model, video, capture, gt, params, label):
     report = json.loads((capture / "report.json").read_text())
     frames, track, fit = report["frames"], report["track"], report["fit"]
     selected, tracked = frames["frames_selected"], track["frames_tracked"]
-    truth = truth_in_frame_pixels(gt, json.loads((capture / "frames" / "frames.json").read_text())["size"])
-    errors = compare_with_truth(model, load_fit(str(capture / "fit.npz")), truth)
+    errors = compare_with_truth(model, load_fit(str(capture / "fit.npz")), gt)
 
     def rate(count, stage):
         return round(count / seconds[stage], 1) if seconds.get(stage) else None

@@ -22,7 +22,7 @@ from studio_avatar.core import cli, color
 from studio_avatar.core.capture import Capture
 from studio_avatar.core.color import linear_to_srgb, srgb_to_linear
 from studio_avatar.core.eval import metrics
-from studio_avatar.core.eval.evaluate import evaluate_capture, geometry_errors_mm, json_ready
+from studio_avatar.core.eval.evaluate import evaluate_capture, geometry_errors_mm, json_ready, posed_geometry_errors
 from studio_avatar.core.head.open_head import get_open_head
 from studio_avatar.core.image_io import read_image, write_exr, write_png16
 from studio_avatar.core.progress import Progress
@@ -172,6 +172,24 @@ def test_shape_change_gives_the_expected_geometry_error(head):
     assert double == pytest.approx(2 * single, rel=0.02)          # and what it leaves grows with the change
 
 
+def test_posed_geometry_sees_fit_errors_that_the_rest_shape_hides(world, head):
+    """A turned head and a wrong focal length leave the neutral shape (and geometry_error_mm) as it was."""
+    from studio_avatar.core.fit import load_fit
+
+    truth = load_fit(str(world[0] / "fit.npz"))
+    turned = {**truth, "pose": truth["pose"].copy(), "focal_px": truth["focal_px"] * 1.1}
+    turned["pose"][:, 0, 1] += np.radians(3.0)                              # every frame's head 3 deg further round
+    errors = posed_geometry_errors(head, turned, truth)
+    assert errors["rotation_error_deg_mean"] == pytest.approx(3.0, abs=0.05)
+    assert errors["focal_error_rel"] == pytest.approx(0.1, abs=1e-6)
+    assert errors["vertex_error_mm_posed_mean"] > 2.0                      # ~5 mm at the face's 0.1 m radius
+    assert posed_geometry_errors(head, truth, truth)["vertex_error_mm_posed_mean"] < 1e-6
+    # frames resized by the frames stage: the truth's camera is scaled to the fit's frame images
+    half = {**truth, "focal_px": truth["focal_px"] / 2, "principal_px": truth["principal_px"] / 2,
+            "image_size": truth["image_size"] // 2}
+    assert posed_geometry_errors(head, half, truth)["focal_error_rel"] == pytest.approx(0.0, abs=1e-6)
+
+
 # -- captures -----------------------------------------------------------------------------------
 
 def test_ground_truth_against_itself_scores_perfectly(tmp_path, world):
@@ -189,6 +207,8 @@ def test_ground_truth_against_itself_scores_perfectly(tmp_path, world):
     assert scores["identity_distance"] < 1e-6
     assert math.isnan(scores["shading_leakage"])                 # no error left to correlate with anything
     assert result["geometry_error_mm"] < 1e-9
+    assert result["vertex_error_mm_posed_mean"] < 1e-6 and result["rotation_error_deg_mean"] < 1e-4
+    assert result["focal_error_rel"] == pytest.approx(0.0, abs=1e-9)
     assert json_ready(result)["methods"]["delit_classic"]["albedo_psnr_observed"] == "inf"
 
 

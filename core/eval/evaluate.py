@@ -24,7 +24,10 @@ texture's resolution (the true albedo and shading are area-resampled to it):
 
 Per capture: ``geometry_error_mm`` (neutral fitted vs true head, face
 vertices, after the best rotation and translation) and its scale-aligned
-variant, ``coverage_face`` / ``coverage_head`` (the unwrap's report),
+variant; the fit as the frames saw it (``posed_geometry_errors``):
+``vertex_error_mm_posed_mean`` (posed face vertices per frame in camera
+space, after the one unobservable global scale), ``rotation_error_deg_mean``
+and ``focal_error_rel`` (fitted / true - 1); ``coverage_face`` / ``coverage_head`` (the unwrap's report),
 ``gt_ita_deg``, ``timings_s`` (each finished stage's duration).
 
 Values are Python floats: ``inf`` for a PSNR of identical images, ``nan``
@@ -115,7 +118,7 @@ def evaluate_capture(capture_dir: str | os.PathLike, gt_dir: str | os.PathLike, 
         raise CaptureError(f"{capture.path(COVERAGE_PNG)} is not a one-channel coverage map; re-run unwrap (`--force unwrap`)")
 
     result: dict[str, Any] = {"capture": str(root.resolve()), "ground_truth": str(gt.root.resolve()), "warnings": warnings}
-    result.update(geometry_errors_mm(model, fit_shape, true_shape))
+    result.update({**geometry_errors_mm(model, fit_shape, true_shape), **posed_geometry_errors(model, fit, gt.truth)})
     result.update(_coverage(capture))
     truths: dict[int, TextureTruth] = {}
     rest_normals = _rest_normals(model, true_shape)
@@ -207,6 +210,16 @@ def geometry_errors_mm(model: HeadModel, shape: np.ndarray, true_shape: np.ndarr
             "geometry_error_mm_scale_aligned": 1000 * metrics.rigid_alignment_error_m(fitted, true, with_scale=True)}
 
 
+def posed_geometry_errors(model: HeadModel, fit: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:
+    """The fit as the frames saw it, against the truth: per-frame posed face vertices in camera space after the one
+    unobservable global scale (``vertex_error_mm_posed_mean``), head rotation and focal length errors."""
+    from ..fit.evaluate import compare_with_truth
+
+    errors = compare_with_truth(model, fit, truth)
+    return {"vertex_error_mm_posed_mean": errors["vertex_error_mm_mean"],
+            "rotation_error_deg_mean": errors["rotation_error_deg_mean"], "focal_error_rel": errors["focal_error_rel"]}
+
+
 def json_ready(value: Any, digits: int = 6) -> Any:
     """``value`` with floats rounded, ``inf`` as the string "inf" (JSON has no infinity) and NaN as None."""
     if isinstance(value, dict):
@@ -251,7 +264,8 @@ def format_table(result: dict[str, Any]) -> str:
         cells = [_cell(result["methods"][name].get(key)) for name in names]
         lines.append(f"{label:{label_width}}" + "".join(f"{cell:>15}" for cell in cells))
     lines.append("")
-    for key in ("geometry_error_mm", "geometry_error_mm_scale_aligned", "coverage_face", "coverage_head", "gt_ita_deg"):
+    for key in ("geometry_error_mm", "geometry_error_mm_scale_aligned", "vertex_error_mm_posed_mean",
+                "rotation_error_deg_mean", "focal_error_rel", "coverage_face", "coverage_head", "gt_ita_deg"):
         lines.append(f"{key:{label_width}}{_cell(result.get(key)):>15}")
     timings = ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in result["timings_s"].items())
     lines.append(f"{'stage timings':{label_width}}  {timings}")

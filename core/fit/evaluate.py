@@ -1,7 +1,8 @@
 """Compare a fit with known ground truth (synthetic clips): geometry, rotation and focal-length errors.
 
-Both sides follow the ``fit.npz`` conventions. Frames are matched by their
-index in the video. One thing a single camera cannot observe is the absolute
+Both sides follow the ``fit.npz`` conventions; the truth's camera is scaled to
+the frame images the fit was made on when they differ in size (the frames
+stage may resize the video). Frames are matched by their index in the video. One thing a single camera cannot observe is the absolute
 size of the scene (a head twice as large, twice as far, looks the same), so
 the geometry error is measured after the one scale about the camera centre
 that best aligns the whole fitted sequence with the truth (it changes no
@@ -29,10 +30,22 @@ def _camera_space(model: HeadModel, params: dict[str, np.ndarray], rows: np.ndar
     return np.einsum("nrc,nvc->nvr", R, verts) + t[:, None]
 
 
+def truth_in_frame_pixels(truth: dict[str, np.ndarray], size: Any) -> dict[str, np.ndarray]:
+    """The ground truth with its camera scaled to frame images of ``size`` = (width, height)."""
+    scale = float(size[0]) / float(truth["image_size"][0])
+    if abs(scale - 1.0) < 1e-9:
+        return truth
+    return {**truth, "focal_px": truth["focal_px"] * scale, "principal_px": truth["principal_px"] * scale,
+            "image_size": np.asarray(size, np.int64)}
+
+
 def compare_with_truth(model: HeadModel, fit: dict[str, np.ndarray], truth: dict[str, np.ndarray],
                        region: str = "face") -> dict[str, Any]:
     """Errors of ``fit`` against ``truth`` over the frames both have (matched by ``video_index``/``frame_index``)."""
     import torch
+
+    if "image_size" in fit and "image_size" in truth:
+        truth = truth_in_frame_pixels(truth, fit["image_size"])
 
     fit_index = np.asarray(fit.get("video_index", np.arange(len(fit["pose"]))))
     truth_index = np.asarray(truth.get("frame_index", truth.get("video_index", np.arange(len(truth["pose"])))))
