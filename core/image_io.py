@@ -73,17 +73,28 @@ def sample_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool
     Bilinear (or nearest) with edge replication, through OpenCV's remap; the
     points are laid out in rows of 4096 (remap limits images to 32767 rows).
     """
-    import cv2
+    return sample_at(image, point_maps(x, y), nearest)
 
+
+def point_maps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(n,) pixel coordinates laid out as ``sample_at`` takes them: (map_x, map_y, n); build once, sample many images."""
     count = len(x)
     columns = 4096
     rows = max(1, -(-count // columns))
     map_x = np.zeros(rows * columns, np.float32)
     map_y = np.zeros(rows * columns, np.float32)
     map_x[:count], map_y[:count] = x, y
-    out = cv2.remap(np.ascontiguousarray(image), map_x.reshape(rows, columns), map_y.reshape(rows, columns),
-                    cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape((rows * columns,) + image.shape[2:])[:count]
+    return map_x.reshape(rows, columns), map_y.reshape(rows, columns), count
+
+
+def sample_at(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray, int], nearest: bool = False) -> np.ndarray:
+    """``sample_points`` at the points of ``point_maps``."""
+    import cv2
+
+    map_x, map_y, count = maps
+    out = cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape((map_x.size,) + image.shape[2:])[:count]
 
 
 def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -122,10 +122,13 @@ def _pixel_runs(edges: _EdgeFunctions, height: int, width: int, perspective_corr
     row_hi = torch.floor(y.max(1).values + edges.origin_y - 0.5).clamp(-1, height - 1)
     rows_per_tri = (row_hi - row_lo + 1).clamp_min(0).long() * edges.valid
     span_tri = torch.repeat_interleave(torch.arange(len(y), device=device), rows_per_tri)
-    span_row = row_lo[span_tri] + (torch.arange(span_tri.shape[0], device=device)
-                                   - torch.repeat_interleave(torch.cumsum(rows_per_tri, 0) - rows_per_tri, rows_per_tri))
-    a, b, c = edges.a[span_tri], edges.b[span_tri], edges.c[span_tri]         # (S, 3)
-    span_x0, span_y = edges.origin_x[span_tri], span_row + 0.5 - edges.origin_y[span_tri]
+    # everything per triangle that the spans need, gathered at once (index_select: a faster gather than [])
+    per_triangle = torch.cat([edges.a, edges.b, edges.c, edges.z, torch.stack([row_lo, edges.origin_x, edges.origin_y], 1)], 1)
+    per_span = per_triangle.index_select(0, span_tri)                         # (S, 15)
+    a, b, c, z = per_span[:, 0:3], per_span[:, 3:6], per_span[:, 6:9], per_span[:, 9:12]
+    span_row = per_span[:, 12] + (torch.arange(span_tri.shape[0], device=device)
+                                  - torch.repeat_interleave(torch.cumsum(rows_per_tri, 0) - rows_per_tri, rows_per_tri))
+    span_x0, span_y = per_span[:, 13], span_row + 0.5 - per_span[:, 14]
     rest = b * span_y[:, None] + c + EDGE_TOLERANCE                            # edge function minus a x
     bound = -rest / torch.where(a == 0, torch.ones_like(a), a)
     x_lo = torch.where(a > 0, bound, torch.full_like(bound, -float("inf"))).max(1).values + span_x0
@@ -137,7 +140,6 @@ def _pixel_runs(edges: _EdgeFunctions, height: int, width: int, perspective_corr
     # per run, in float64 then float32: barycentrics at its first pixel centre, their step to the next
     # column, and the triangle's corner depths (inverted for perspective interpolation)
     start = a * (col_lo + 0.5 - span_x0)[:, None] + b * span_y[:, None] + c
-    z = edges.z[span_tri]
     table = torch.cat([start, a, 1.0 / z if perspective_correct else z], 1).float()
     return _PixelRuns(span_tri, run, (span_row * width + col_lo).long(), table)
 
@@ -148,31 +150,57 @@ def _depth_test(runs: _PixelRuns, perspective_correct: bool, max_candidates: int
     the nearest triangle wins, ties going to the lowest index; the buffers are updated in place."""
     import torch
 
-    device, run = depth_buf.device, runs.run
+    for owner, pixel, bary, depth in _candidates(runs, perspective_correct, max_candidates):
+        nearest = torch.full_like(depth_buf, float("inf")).scatter_reduce(0, pixel, depth, "amin")
+        wins = torch.nonzero((depth == nearest.index_select(0, pixel)) & (depth < depth_buf.index_select(0, pixel))).squeeze(1)
+        if len(wins) < len(pixel):          # (in UV space, without overlaps, nearly every candidate wins)
+            owner, bary, pixel, depth = (t.index_select(0, wins) for t in (owner, bary, pixel, depth))
+        first = torch.full_like(face_buf, torch.iinfo(torch.long).max).scatter_reduce(0, pixel, owner, "amin")
+        unique = torch.nonzero(owner == first.index_select(0, pixel)).squeeze(1)   # ties: lowest triangle index
+        if len(unique) < len(pixel):
+            owner, bary, pixel, depth = (t.index_select(0, unique) for t in (owner, bary, pixel, depth))
+        depth_buf[pixel], face_buf[pixel], bary_buf[pixel] = depth, owner, bary
+
+
+def _candidates(runs: _PixelRuns, perspective_correct: bool, max_candidates: int) -> Any:
+    """Per batch of at most ``max_candidates`` covered pixels: (triangle, flat pixel, barycentrics (N, 3), depth)."""
+    import torch
+
+    device, run = runs.run.device, runs.run
     live = torch.nonzero(run).squeeze(1)
-    batch_of = torch.div(torch.cumsum(run[live], 0) - run[live], max_candidates, rounding_mode="floor")
+    live_run = run.index_select(0, live)
+    batch_of = torch.div(torch.cumsum(live_run, 0) - live_run, max_candidates, rounding_mode="floor")
+    # gathers with index_select and one nonzero per mask: plain [] indexing is several times slower on the CPU
     for batch in torch.split(live, torch.unique_consecutive(batch_of, return_counts=True)[1].tolist()):
-        per_run = run[batch]
+        per_run = run.index_select(0, batch)
         span = torch.repeat_interleave(batch, per_run)                          # run of each covered pixel
         step = torch.arange(span.shape[0], device=device) - torch.repeat_interleave(torch.cumsum(per_run, 0) - per_run, per_run)
-        coef = runs.table[span]                                                 # (N, 9)
+        coef = runs.table.index_select(0, span)                                 # (N, 9)
         bary = torch.addcmul(coef[:, 0:3], coef[:, 3:6], step[:, None].float()).clamp_min(0)
         bary = bary / bary.sum(1, keepdim=True)
-        owner, pixel = runs.triangle[span], runs.first_pixel[span] + step
+        owner, pixel = runs.triangle.index_select(0, span), runs.first_pixel.index_select(0, span) + step
         if perspective_correct:
             over_depth = bary * coef[:, 6:9]
             depth = 1.0 / over_depth.sum(1)
             bary = over_depth * depth[:, None]
         else:
             depth = (bary * coef[:, 6:9]).sum(1)
+        yield owner, pixel, bary, depth
 
-        nearest = torch.full_like(depth_buf, float("inf")).scatter_reduce(0, pixel, depth, "amin")
-        wins = (depth == nearest[pixel]) & (depth < depth_buf[pixel])
-        owner, bary, pixel, depth = owner[wins], bary[wins], pixel[wins], depth[wins]
-        first = torch.full_like(face_buf, torch.iinfo(torch.long).max).scatter_reduce(0, pixel, owner, "amin")
-        unique = owner == first[pixel]                                         # ties: lowest triangle index
-        pixel = pixel[unique]
-        depth_buf[pixel], face_buf[pixel], bary_buf[pixel] = depth[unique], owner[unique], bary[unique]
+
+def depth_map(verts_px_depth: Any, faces: Any, height: int, width: int, max_candidates: int = 1 << 22) -> Any:
+    """(H, W) nearest depth per pixel (inf on background), perspective-correct: ``rasterize(...).depth`` without
+    the triangle and barycentrics per pixel, so at a part of the cost."""
+    import torch
+
+    verts = torch.as_tensor(verts_px_depth)
+    assert verts.ndim == 2 and verts.shape[1] == 3, f"depth_map: verts must be (V, 3) [x_px, y_px, depth], got {verts.shape}"
+    assert height > 0 and width > 0, f"depth_map: image size must be positive, got {height}x{width}"
+    runs = _pixel_runs(_edge_functions(verts, torch.as_tensor(faces, device=verts.device).long()), height, width, True)
+    depth = torch.full((height * width,), float("inf"), device=verts.device)
+    for _, pixel, _, candidate in _candidates(runs, True, max_candidates):
+        depth.scatter_reduce_(0, pixel, candidate, "amin")
+    return depth.view(height, width).to(verts.dtype if verts.is_floating_point() else torch.float32)
 
 
 def interpolate(attr: Any, faces: Any, result: RasterResult) -> Any:
