@@ -27,8 +27,9 @@ vertices, after the best rotation and translation) and its scale-aligned
 variant; the fit as the frames saw it (``posed_geometry_errors``):
 ``vertex_error_mm_posed_mean`` (posed face vertices per frame in camera
 space, after the one unobservable global scale), ``rotation_error_deg_mean``
-and ``focal_error_rel`` (fitted / true - 1); ``coverage_face`` / ``coverage_head`` (the unwrap's report),
-``gt_ita_deg``, ``timings_s`` (each finished stage's duration).
+and ``focal_error_rel`` (fitted / true - 1); ``coverage_face`` /
+``coverage_head`` (the unwrap's report), ``gt_ita_deg``, ``timings_s`` (each
+finished stage's duration).
 
 Values are Python floats: ``inf`` for a PSNR of identical images, ``nan``
 where a metric is undefined; ``json_ready`` turns them into the strings

@@ -2,11 +2,12 @@
 
 Both sides follow the ``fit.npz`` conventions; the truth's camera is scaled to
 the frame images the fit was made on when they differ in size (the frames
-stage may resize the video). Frames are matched by their index in the video. One thing a single camera cannot observe is the absolute
-size of the scene (a head twice as large, twice as far, looks the same), so
-the geometry error is measured after the one scale about the camera centre
-that best aligns the whole fitted sequence with the truth (it changes no
-projection); the unaligned error is reported too.
+stage may resize the video). Frames are matched by their index in the video.
+One thing a single camera cannot observe is the absolute size of the scene (a
+head twice as large, twice as far, looks the same), so the geometry error is
+measured after the one scale about the camera centre that best aligns the
+whole fitted sequence with the truth (it changes no projection); the
+unaligned error is reported too.
 """
 
 from __future__ import annotations

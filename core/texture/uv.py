@@ -157,8 +157,9 @@ def _build(model: HeadModel, size: int) -> TexelGeometry:
     barycentrics = raster.barycentrics.reshape(-1, 3)[texels].float()
     corners = torch.as_tensor(np.asarray(model.faces, np.int64))[triangle]
 
-    regions = {name: inside[triangle] for name, inside in _triangle_regions(model).items()}
-    skin = skin_triangles(model)
+    triangle_regions = _triangle_regions(model)
+    regions = {name: inside[triangle] for name, inside in triangle_regions.items()}
+    skin = _skin_of(triangle_regions, len(model.faces))
 
     mirror = torch.full((len(texels),), -1, dtype=torch.long)
     if model.uv_symmetric:
@@ -180,12 +181,15 @@ def _triangle_regions(model: HeadModel) -> dict[str, Any]:
 
 def skin_triangles(model: HeadModel) -> Any:
     """(F,) bool: triangles of skin (textured from the frames): in none of the ``NON_SKIN_REGIONS``."""
+    return _skin_of(_triangle_regions(model), len(model.faces))
+
+
+def _skin_of(triangle_regions: dict[str, Any], count: int) -> Any:
     import torch
 
-    regions = _triangle_regions(model)
-    non_skin = torch.zeros(len(model.faces), dtype=torch.bool)
+    non_skin = torch.zeros(count, dtype=torch.bool)
     for name in NON_SKIN_REGIONS:
-        if name in regions:
-            non_skin |= regions[name]
+        if name in triangle_regions:
+            non_skin |= triangle_regions[name]
     return ~non_skin
 
