@@ -122,7 +122,7 @@ def test_head_info_builds_and_caches_the_open_head_with_landmarks(cli):
     first = cli("head", "info", "--json", timeout=300)
     assert first.returncode == 0, first.stderr
     info = json.loads(first.stdout)
-    assert info["source"] == "open-head" and info["vertices"] == 4801 and info["uv_symmetric"] is True
+    assert info["source"] == "open-head" and info["vertices"] == 4790 and info["uv_symmetric"] is True
     assert info["joints"] == ["root", "neck", "jaw", "eye_left", "eye_right"] and len(info["expression_names"]) == 52
     assert info["landmarks"] == 478 and info["landmark_consistency"]["views_detected"] >= 3
     assert info["landmark_consistency"]["spread_mm"]["median"] < 5.0
@@ -136,9 +136,11 @@ def test_head_export_writes_an_obj_with_uvs(cli, tmp_path):
     lines = (tmp_path / "head.obj").read_text().splitlines()
     vertices = [l for l in lines if l.startswith("v ")]
     faces = [l for l in lines if l.startswith("f ")]
-    assert len(vertices) == 4801 and len(faces) == 4730
+    assert len(vertices) == 4790 and len(faces) == 4762
     assert {l for l in lines if l.startswith("g ")} == {"g skin", "g eye_left", "g eye_right", "g teeth", "g tongue"}
-    assert all(len(f.split()) == 5 and "/" in f for f in faces)   # quads with vertex/uv indices
+    assert all("/" in f for f in faces)                                          # vertex/uv indices
+    assert [len(f.split()) for f in faces].count(5) == 4722                     # quads
+    assert [len(f.split()) for f in faces].count(4) == 40                       # the neck cap's triangles
 
 
 def test_head_with_a_bad_flame_file_is_a_clear_error(cli, tmp_path):

