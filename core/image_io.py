@@ -1,4 +1,4 @@
-"""Texture files and texel operations: 16-bit PNG, half-float EXR, point sampling, push-pull hole filling.
+"""Image files and texel operations: 16-bit PNG, fast 8-bit PNG, half-float EXR, point sampling, push-pull hole filling.
 
 Arrays in memory are float32 RGB (channel order R, G, B), row 0 at the top;
 "linear" means linear-light values (0..1 for reflectances), "srgb" the
@@ -10,6 +10,8 @@ a staging path, so a file appears whole or not at all.
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,31 @@ def write_png16(path: str | os.PathLike, image: np.ndarray) -> None:
         data = np.ascontiguousarray(data[..., ::-1])
     if not cv2.imwrite(str(path), data, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
         raise OSError(f"could not write {path}")
+
+
+def write_png8(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
+    """(H, W, 3) uint8 BGR -> 8-bit RGB PNG, about twice as fast as OpenCV's encoder at the same size.
+
+    Every row uses PNG's "Up" filter (a vectorised difference with the row
+    above) and zlib's fastest level; OpenCV tries libpng's filters per row,
+    which costs more than the compression. numpy and zlib release the GIL, so
+    this runs well on a writer thread.
+    """
+    height, width = image_bgr.shape[:2]
+    assert image_bgr.shape == (height, width, 3) and image_bgr.dtype == np.uint8
+    rows = np.ascontiguousarray(image_bgr[:, :, ::-1]).reshape(height, width * 3)
+    raw = np.empty((height, width * 3 + 1), np.uint8)
+    raw[:, 0] = 2                                           # filter type "Up"
+    raw[0, 1:] = rows[0]                                    # the row above the first is zero
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])       # modulo 256, as PNG defines it
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)   # 8 bits, truecolour, deflate, no interlace
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 1))
+                     + chunk(b"IEND", b""))
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -99,18 +99,76 @@ def test_frame_selection_covers_the_turn_and_follows_the_biggest_face():
     assert (np.abs(chosen) > 0.2).sum() >= 8                            # the turn is not drowned by frontal frames
     assert any(w.startswith("best of yaw bin") for w in why) and any(w == "spread in time" for w in why)
 
-    from studio_avatar.core.frames import _Scan
-
-    def scan(i, boxes):
-        n = len(boxes)
-        return _Scan(i, i / 30, 0.5, [np.array(b, float) for b in boxes], [0.9] * n, [0.0] * n, [1.0] * n, [0.5] * n, [0.0] * n)
+    from studio_avatar.core.frames import _Detections
 
     big, small = (0.1, 0.1, 0.5, 0.6), (0.7, 0.2, 0.85, 0.4)
-    scans = [scan(i, [small, big] if i % 5 else [small]) for i in range(20)]
-    tracks = link_tracks(scans)
+    rounds = [_Detections(i, [np.array(b, float) for b in ([small, big] if i % 5 else [small])]) for i in range(20)]
+    tracks = link_tracks(rounds)
     assert len(tracks) == 2
     first = tracks[0]
-    assert all(np.allclose(scans[s].boxes[d], big) for s, d in first)   # the larger face wins though seen less often
+    assert all(np.allclose(rounds[s].boxes[d], big) for s, d in first)  # the larger face wins though seen less often
+
+
+def test_online_candidates_keep_each_slots_and_yaw_bins_best_with_few_images_held():
+    from studio_avatar.core.frames import _Candidates, _Seen
+    from studio_avatar.core.track.follow import Sighting
+
+    rng = np.random.default_rng(0)
+    n, count = 600, 30
+    yaws = np.concatenate([np.zeros(500), np.linspace(-1, 1, 100)])   # long frontal part, then a quick turn
+    sharpness = rng.uniform(50, 150, n)
+    written, most_held = [], 0
+    candidates = _Candidates(count, n, write=lambda seen: (written.append(seen.scan), setattr(seen, "file", "f")))
+    seen_all = []
+    for i in range(n):
+        seen = _Seen(i, i, i / 30, Sighting(np.zeros((478, 3)), np.zeros((4, 4, 3), np.uint8), (0, 0, 1.0)),
+                     0.3, float(yaws[i]), float(sharpness[i]), 0.5, 0.0)
+        seen_all.append(seen)
+        candidates.offer(seen, np.zeros((2, 2, 3), np.uint8))
+        most_held = max(most_held, sum(s.image is not None for s in seen_all))
+    pool = candidates.finish()
+    assert most_held <= count // 3 + 1                                      # memory stays bounded whatever the length
+    slots = np.arange(n) * count // n
+    best_of_slot = [int(np.flatnonzero(slots == k)[np.argmax(sharpness[slots == k])]) for k in range(count)]
+    assert sorted(written) == best_of_slot                                  # each slot's sharpest frame, written once
+    scans = [s.scan for s in pool]
+    assert scans == sorted(set(scans)) and set(best_of_slot) <= set(scans)
+    turn = [s for s in pool if s.scan >= 500]
+    assert len(turn) >= count // 3 - 1                                      # every yaw bin of the turn has its best
+    assert all(s.file is not None or s.image is not None for s in pool)     # each candidate can still be written
+
+
+def test_one_pass_decodes_the_video_once_and_keeps_the_tracked_landmarks_of_the_frames_it_writes(model, tmp_path,
+                                                                                                  monkeypatch):
+    import studio_avatar.core.frames as frames_stage
+    from studio_avatar.core.frames import FramesParams
+
+    spec = HeadClipSpec(frames=60, width=480, height=360, seed=1, yaw_deg=35.0)
+    truth = write_head_clip(model, tmp_path / "clip.mp4", tmp_path / "truth.npz", spec)
+    decoded, real = [], frames_stage.iter_frames
+
+    def counted(*args, **kwargs):
+        for item in real(*args, **kwargs):
+            decoded.append(item[0])
+            yield item
+
+    monkeypatch.setattr(frames_stage, "iter_frames", counted)
+    capture, _ = reconstruct(tmp_path / "clip.mp4", tmp_path / "capture", Progress(), until="track",
+                             params={"frames": FramesParams(max_frames=16)})
+    assert decoded == list(range(60))                                       # every frame decoded once, in one pass
+    listing = json.loads(capture.path("frames/frames.json").read_text())
+    files = sorted(p.name for p in capture.path("frames").iterdir())
+    assert files == [f"{k:04d}.png" for k in range(16)] + ["frames.json", "landmarks.npz"]
+    indices = [e["index"] for e in listing["frames"]]
+    assert indices == sorted(set(indices)) and len(indices) == 16
+    with np.load(capture.path("tracking.npz")) as tracking:
+        assert tracking["video_index"].tolist() == indices
+        found, confidence = tracking["landmarks"][..., :2], tracking["confidence"]
+    true_px, visible = truth["landmarks_px"][indices], truth["landmarks_visible"][indices]
+    iod = np.linalg.norm(true_px[:, 33] - true_px[:, 263], axis=1)
+    error = np.linalg.norm(found - true_px, axis=2) / iod[:, None]
+    assert np.median(error[visible]) < 0.06, np.median(error[visible])    # the landmarks belong to the frame they are stored with
+    assert confidence[visible].mean() > confidence[~visible].mean()         # the mirror check doubts the hidden side
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from stage_fixtures import accept_edited_outputs
 from studio_avatar.core.color import delta_e2000, ita_degrees, linear_srgb_to_lab, linear_to_srgb, luminance, srgb_to_linear
 from studio_avatar.core.errors import CaptureError
 from studio_avatar.core.head.open_head import get_open_head
-from studio_avatar.core.image_io import read_image, write_png16
+from studio_avatar.core.image_io import read_image, write_png8, write_png16
 from studio_avatar.core.progress import Progress
 from studio_avatar.core.render.normals import vertex_normals
 from studio_avatar.core.skin import skin_reflectance_rgb
@@ -90,6 +90,19 @@ def exposure_gain(estimate, truth):
 def exposure_matched(estimate, truth):
     """``estimate`` times the one gain that brings it closest to ``truth``."""
     return estimate * exposure_gain(estimate, truth)
+
+
+def test_the_fast_8_bit_png_is_lossless_for_opencv_and_pillow(tmp_path):
+    import cv2
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for height, width in ((1, 1), (7, 5), (240, 321)):
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        image[height // 2:] = image[height // 2:] // 8 * 8              # runs of equal rows and values, as in frames
+        write_png8(tmp_path / "frame.png", image)
+        assert np.array_equal(cv2.imread(str(tmp_path / "frame.png"), cv2.IMREAD_UNCHANGED), image)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "frame.png"))[..., ::-1], image)
 
 
 def test_texel_geometry_mirror_and_interpolation(head):
