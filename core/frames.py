@@ -277,9 +277,8 @@ def run_frames(ctx: StageContext) -> None:
     writer = _Writer(ctx)
     candidates = _Candidates(params.max_frames, expected, writer)
     rounds: list[_Detections] = []
-    seen_all: list[_Seen] = []
     rejected = {"face too small": 0, "badly exposed": 0}
-    scanned = dark = 0
+    scanned = dark = with_face = 0                # frames seen, black, and showing the followed face
     size_out = None
     progress = ctx.progress.sub(0.0, 0.92)
     try:
@@ -299,8 +298,8 @@ def run_frames(ctx: StageContext) -> None:
                 sighting = follower.follow(image, faces)
                 if sighting is None:
                     continue
-                seen = measure(scan, index, time_s, grey, sighting)
-                seen_all.append(seen)
+                seen = measure(scan, index, time_s, grey, sighting)     # kept (with its crop) only as a candidate
+                with_face += 1
                 if seen.size < params.min_face_fraction:
                     rejected["face too small"] += 1
                 elif seen.exposure < UNDER_EXPOSED or seen.exposure > OVER_EXPOSED or seen.clipped > 0.25:
@@ -308,7 +307,7 @@ def run_frames(ctx: StageContext) -> None:
                 else:
                     candidates.offer(seen, image)
         pool = candidates.finish()
-        _check_faces(ctx, path, scanned, dark, seen_all, rounds, rejected, len(pool), params)
+        _check_faces(ctx, path, scanned, dark, with_face, rounds, rejected, params)
         kept, why = _choose(candidates, pool, params.max_frames)
         for seen in kept:
             if seen.file is None:
@@ -328,9 +327,9 @@ def run_frames(ctx: StageContext) -> None:
     others = _other_faces(rounds)
     summary = {
         "frames_total": total, "frames_scanned": scanned, "scan_stride": stride, "detection_rounds": len(rounds),
-        "frames_with_face": len(seen_all), "frames_usable": len(seen_all) - sum(rejected.values()),
+        "frames_with_face": with_face, "frames_usable": with_face - sum(rejected.values()),
         "frames_candidates": len(pool), "frames_selected": len(entries), "faces_seen": 1 + others,
-        "rejected": {"no face": scanned - len(seen_all), **rejected},
+        "rejected": {"no face": scanned - with_face, **rejected},
         "yaw_estimate_range": [round(min(s.yaw for s in kept), 3), round(max(s.yaw for s in kept), 3)],
     }
     ctx.output(FRAMES_JSON).write_text(json.dumps({**summary, "size": size_out, "frames": entries}, indent=1))
@@ -344,21 +343,21 @@ def _other_faces(rounds: list[_Detections]) -> int:
     return sum(1 for t in tracks[1:] if len(t) >= max(3, 0.1 * len(rounds)))
 
 
-def _check_faces(ctx: StageContext, path: str, scanned: int, dark: int, seen_all: list[_Seen],
-                 rounds: list[_Detections], rejected: dict[str, int], usable: int, params: FramesParams) -> None:
+def _check_faces(ctx: StageContext, path: str, scanned: int, dark: int, with_face: int,
+                 rounds: list[_Detections], rejected: dict[str, int], params: FramesParams) -> None:
     """The user's errors (nothing decoded, all black, no face, too few usable frames) and the other-faces warning."""
     if not scanned:
         raise CaptureError(f"{path}: no frame could be decoded")
     if dark == scanned:
         raise CaptureError(f"{path}: every frame is black (or nearly); the lens may have been covered, or the clip is corrupt")
-    if not seen_all:
+    if not with_face:
         raise CaptureError(
             f"{path}: no face was found in any of the {scanned} frames scanned; film the head from about "
             "arm's length with the face well lit and filling at least a third of the frame"
         )
-    usable_total = len(seen_all) - sum(rejected.values())
+    usable_total = with_face - sum(rejected.values())
     if usable_total < params.min_frames:
-        missing = scanned - len(seen_all)
+        missing = scanned - with_face
         reasons = [f"no face in {missing}"] if missing else []
         reasons += [f"{why} in {n}" for why, n in rejected.items() if n]
         raise CaptureError(
@@ -367,7 +366,7 @@ def _check_faces(ctx: StageContext, path: str, scanned: int, dark: int, seen_all
         )
     others = _other_faces(rounds)
     if others:
-        ctx.warn(f"{others + 1} different faces were seen; following the largest one (in {len(seen_all)} of "
+        ctx.warn(f"{others + 1} different faces were seen; following the largest one (in {with_face} of "
                  f"{scanned} frames) and ignoring the others")
 
 

@@ -12,9 +12,9 @@ degrees). When the mesh is lost the next frame starts again from the detector.
 
 FaceMesh runs per image (its static mode), not in its streaming mode: on the
 bench's 720p clip the streaming mode's landmarks, tracked from the previous
-frame, are closer to the truth on average but their errors follow the motion,
-and the fit's head rotation got worse with them (3.3 -> 4.0 degrees mean,
-known focal length 3.6 -> 4.3), for 30% less time.
+frame, are closer to the truth on average, yet the fit's head rotation got
+worse with them (3.3 -> 4.0 degrees mean, known focal length 3.6 -> 4.3),
+for 30% less time (bench/README.md, track_fit).
 
 ``mirror_disagreement`` gives a second opinion on the landmarks of the frames
 finally kept: FaceMesh on their mirrored crops, mapped back through the
