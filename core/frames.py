@@ -42,7 +42,7 @@ from .atomic import atomic_write_npz
 from .errors import CaptureError
 from .image_io import write_png8
 from .stages import Stage, StageContext
-from .track.follow import FaceFollower, Sighting, mirror_disagreement
+from .track.follow import NUM_LANDMARKS, FaceFollower, Sighting, mirror_disagreement
 from .video import iter_frames
 
 FRAMES_JSON = "frames/frames.json"
@@ -194,9 +194,10 @@ class _Candidates:
         self.sharpness: list[float] = []      # of every usable frame so far
         self.size_max = 0.0
 
-    def _score(self, seen: _Seen) -> float:
+    @staticmethod
+    def _score(seen: _Seen, sharp_median: float) -> float:
         return float(quality_scores(np.array(seen.sharpness), np.array(seen.size), np.array(seen.exposure),
-                                    float(np.median(self.sharpness)), 1.0))
+                                    sharp_median, 1.0))
 
     def _slot(self, scan: int) -> int:
         return min(self.count - 1, scan * self.count // self.expected)
@@ -206,14 +207,15 @@ class _Candidates:
         self.size_max = max(self.size_max, seen.size)
         if self.slot_best is not None and self._slot(self.slot_best.scan) != self._slot(seen.scan):
             self._commit()
-        score = self._score(seen)
-        if self.slot_best is None or score > self._score(self.slot_best):
+        sharp_median = float(np.median(self.sharpness))       # once per frame: it changes with every frame
+        score = self._score(seen, sharp_median)
+        if self.slot_best is None or score > self._score(self.slot_best, sharp_median):
             seen.image = image
             self.slot_best, replaced = seen, self.slot_best
             self._release(replaced)
         yaw_bin = min(self.bins - 1, int((seen.yaw + 1.0) / 2.0 * self.bins))
         held = self.yaw_best.get(yaw_bin)
-        if held is None or score > self._score(held):
+        if held is None or score > self._score(held, sharp_median):
             seen.image = image
             self.yaw_best[yaw_bin] = seen
             self._release(held)
@@ -320,7 +322,7 @@ def run_frames(ctx: StageContext) -> None:
     ctx.progress.update(0.94, "second opinion on the landmarks (mirrored crops)")
     sightings = [s.sighting for s in kept]
     disagreement = (mirror_disagreement(sightings, params.detection_confidence) if params.mirror_check
-                    else np.full((len(kept), len(sightings[0].landmarks)), np.nan))
+                    else np.full((len(kept), NUM_LANDMARKS), np.nan))
     entries = _name_in_time_order(ctx, kept, why)
     atomic_write_npz(ctx.output(LANDMARKS_NPZ), landmarks=np.stack([s.landmarks for s in sightings]).astype(np.float32),
                      disagreement_px=disagreement.astype(np.float32))
