@@ -124,6 +124,7 @@ def run_once(model, video, capture, gt, params, label):
         "rotation_error_deg_mean": round(errors["rotation_error_deg_mean"], 3),
         "rotation_error_deg_max": round(errors["rotation_error_deg_max"], 3),
         "focal_error_rel": round(errors["focal_error_rel"], 4),
+        "rotation_by_yaw": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in band.items()} for band in errors["by_yaw"]],
         "focal_fit_px": fit.get("focal_px"), "focal_pnp_estimate_px": fit.get("focal_pnp_estimate_px"),
         "warnings": [w for o in outcomes for w in o.warnings],
     }
@@ -223,6 +224,13 @@ def print_table(records, on_target_clip):
                   f"(max {max(r['rotation_error_deg_max'] for r in rows):.2f}), "
                   f"reproj/IOD {np.mean([r['reproj_iod_mean'] for r in rows]):.4f}, "
                   f"|focal error| {100 * np.mean([abs(r['focal_error_rel']) for r in rows]):.1f}%")
+            bands = [band for r in rows for band in r["rotation_by_yaw"]]
+            for low, high in sorted({tuple(b["abs_yaw_deg"]) for b in bands}):
+                same = [b for b in bands if tuple(b["abs_yaw_deg"]) == (low, high)]
+                frames = sum(b["frames"] for b in same)
+                mean = lambda key: sum(b[key] * b["frames"] for b in same) / frames  # noqa: E731
+                print(f"  |true yaw| {low:g}-{high:g} deg ({frames} frames): rotation error {mean('rotation_error_deg_mean'):.2f} deg, "
+                      f"yaw error toward the turn {mean('yaw_error_deg_toward_turn'):+.2f} deg")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from studio_avatar.core.fit import FitParams, load_fit
 from studio_avatar.core.fit.evaluate import compare_with_truth
 from studio_avatar.core.fit.optimize import FitOptions, fit_landmarks
 from studio_avatar.core.frames import link_tracks, select_frames
+from studio_avatar.core.head.model import axis_angle_to_matrix
 from studio_avatar.core.head.open_head import get_open_head
 from studio_avatar.core.pipeline import reconstruct
 from studio_avatar.core.progress import Progress
@@ -45,6 +46,31 @@ def test_subset_vertices_match_the_full_forward(model):
     ids = np.array([0, 5, 77, 1000, model.num_vertices - 1])
     part = model.vertices(shape, expression, pose, translation, subset=ids)
     assert torch.allclose(full[:, ids], part, atol=1e-12)
+
+
+def _axis_angle(R):
+    angle = np.arccos(np.clip((np.trace(R, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0))
+    axis = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], 1)
+    return axis * (angle / (2 * np.sin(np.maximum(angle, 1e-9))))[:, None]
+
+
+def test_rotation_errors_are_broken_down_by_how_far_the_head_is_turned(model):
+    """A fit that sees every head turned 40% less than it is: the error grows with the turn, signed against it."""
+    spec = HeadClipSpec(frames=24, width=640, height=480, seed=4)
+    truth = sample_head_clip(model, spec)
+    under = {**truth, "pose": truth["pose"].copy()}
+    root = axis_angle_to_matrix(torch.as_tensor(truth["pose"][:, 0], dtype=torch.float64)).numpy()
+    yaw = np.arctan2(root[:, 0, 2], root[:, 2, 2])                     # about the head's vertical (world y) axis
+    turn_back = axis_angle_to_matrix(torch.as_tensor(np.stack([0 * yaw, -0.4 * yaw, 0 * yaw], 1))).numpy()
+    under["pose"][:, 0] = _axis_angle(turn_back @ root)
+    errors = compare_with_truth(model, under, truth)
+    bands = {tuple(b["abs_yaw_deg"]): b for b in errors["by_yaw"]}
+    assert sum(b["frames"] for b in bands.values()) == spec.frames
+    for band in bands.values():
+        middle = np.degrees(np.abs(yaw))[(np.degrees(np.abs(yaw)) >= band["abs_yaw_deg"][0])
+                                         & (np.degrees(np.abs(yaw)) < band["abs_yaw_deg"][1])].mean()
+        assert band["yaw_error_deg_toward_turn"] == pytest.approx(-0.4 * middle, rel=0.1, abs=0.3)
+        assert band["rotation_error_deg_mean"] == pytest.approx(0.4 * middle, rel=0.1, abs=0.3)
 
 
 def test_fit_recovers_a_known_head_from_noisy_landmarks(model):

@@ -27,8 +27,9 @@ from studio_avatar.core.skin import skin_reflectance_rgb
 from studio_avatar.core.stages import run_stage
 from studio_avatar.core.synth.head_clip import HeadClipSpec
 from studio_avatar.core.synth.textured_capture import FLAT_WHITE, Light, smooth_albedo, write_textured_capture
-from studio_avatar.core.texture.delight import (DELIGHT_CLASSIC_STAGE, SKIN_BOUNCE, DelightParams, appearance_to_albedo,
-                                                calibrate_gains, skin_locus_gain, skin_tone_texels)
+from studio_avatar.core.texture.delight import (DELIGHT_CLASSIC_STAGE, LUMINANCE, SKIN_BOUNCE, TEETH_LUMINANCE_MAX,
+                                                DelightParams, appearance_to_albedo, calibrate_gains, skin_locus_gain,
+                                                skin_tone_texels)
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams
 from studio_avatar.core.texture.uv import texel_geometry
 
@@ -410,6 +411,22 @@ def test_a_sclera_seen_keeps_dark_skin_under_a_cool_light_dark():
     assert errors["helped"] < 15.0, errors
     # a sclera not seen (or seen on too few texels) changes nothing
     assert np.allclose(calibrate_gains(face, {"sclera": {"rgb": sclera, "seen": 0.01}})["gain"], alone["gain"])
+
+
+def test_an_implausibly_bright_cue_is_left_out_and_a_bright_one_still_holds_the_exposure_back():
+    """A real clip's teeth read 4.3 (linear) where the skin's exposure put them: 5x any enamel. Such a reading is
+    a glint or a light model that does not hold inside the mouth; it used to darken the face by the full veto."""
+    truth = skin_reflectance_rgb(0.01, 0.03, 0.3, 0.75).astype(np.float64)
+    face = seen_as(truth, 1.0, np.ones(3), sheen=0.01)
+    alone = calibrate_gains(face)
+    skin_gain = np.asarray(alone["cues"]["skin"]["gain"])
+    absurd = 5.0 * TEETH_LUMINANCE_MAX / float(LUMINANCE @ skin_gain) * np.ones(3)
+    rejected = calibrate_gains(face, {"teeth": {"rgb": absurd, "seen": 0.5}})
+    assert rejected["cues"]["teeth"]["rejected"].startswith("implausibly bright")
+    assert np.allclose(rejected["gain"], alone["gain"])
+    bright = 3.0 * TEETH_LUMINANCE_MAX / float(LUMINANCE @ skin_gain) * np.ones(3)      # plausible: it still acts
+    held = calibrate_gains(face, {"teeth": {"rgb": bright, "seen": 0.5}})
+    assert held["cues"]["teeth"]["used"] and 0.45 * alone["exposure"] < held["exposure"] < 0.75 * alone["exposure"]
 
 
 def rescaled_capture(root, source, scale):

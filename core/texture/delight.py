@@ -65,7 +65,11 @@ The network-free baseline (and the fallback when no GMug weights are present):
      the softer the fewer texels were seen (a cue seen on under 5% of a full
      view is left out); and since a wet, glossy eye or tooth in real video
      can read above its albedo, no ceiling lowers the skin's own exposure
-     estimate by more than ``CUE_MAX_VETO``. A reading far more saturated
+     estimate by more than ``CUE_MAX_VETO``; a reading over its ceiling by more
+     than ``CUE_IMPLAUSIBLE`` at the skin's own exposure is implausible (a
+     glint, or light the model does not describe there, as inside a mouth) and
+     is left out. A
+     reading far more saturated
      than a near-neutral sclera or tooth under the residual light colour
      (``CUE_MAX_LOG_CHROMA``) has skin or lid pixels in it and is left out.
 
@@ -150,6 +154,8 @@ SCLERA_FULL_TEXELS = 400              # cue texels seen (at a 512 reference text
 TEETH_FULL_TEXELS = 400
 CUE_BAND = (85.0, 97.0)               # luminance percentiles of a cue's samples that are averaged (lit, no glints)
 CUE_MAX_VETO = 2.0                    # the ceilings lower the skin's own exposure estimate at most this much
+CUE_IMPLAUSIBLE = 4.0                 # a reading this far over its ceiling at the skin's own exposure is left out
+                                      # (measured: a real clip's teeth 4.9x; a dark skin's sclera that must act 2.5x)
 CUE_MAX_LOG_CHROMA = 0.45             # |log R/G|, |log B/G| of a near-neutral cue's reading beyond this: skin or lid
                                       # pixels got in (the residual light colour alone stays well inside, sigma ~0.12)
 # the posterior grid over the calibrated face colour: (low, high, step) of log R/G, log B/G, log G
@@ -333,6 +339,11 @@ class _Posterior:
             reading = np.asarray(cue["rgb"], np.float64)
             if np.abs(_log_chroma(reading)[:2]).max() > CUE_MAX_LOG_CHROMA:
                 entry.update(reading=[round(float(v), 4) for v in reading], rejected="too saturated for sclera or teeth")
+                continue
+            at_skin_gain = float(LUMINANCE @ (reading * _gains_rgb(self.skin_gain)))
+            if at_skin_gain > CUE_IMPLAUSIBLE * ceiling:
+                entry.update(reading=[round(float(v), 4) for v in reading],
+                             rejected=f"implausibly bright ({at_skin_gain / ceiling:.1f}x its ceiling at the skin's own exposure)")
                 continue
             # the reading's luminance after the gains may not exceed the cue's albedo (soft, one-sided)
             calibrated = np.log(LUMINANCE[0] * reading[0] * np.exp(self.gain[0] + self.gain[2]) + LUMINANCE[1] * reading[1]
@@ -631,7 +642,7 @@ def run_delight_classic(ctx: StageContext) -> None:
 
 DELIGHT_CLASSIC_STAGE = Stage(
     name="delight_classic",
-    version=3,
+    version=4,
     run=run_delight_classic,
     outputs=(DELIT_CLASSIC_PNG,),
     inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR),
