@@ -33,6 +33,7 @@ from ..track.stage import TRACKING_NPZ, load_tracking
 from .optimize import CAMERA_ROTATION, FitOptions, fit_landmarks
 
 FIT_NPZ = "fit.npz"
+FRAMES_DIR = "frames/"             # the kept frames: the person's silhouette in each
 FULL_FRAME_DIAGONAL_MM = 43.27     # a 35 mm film frame's diagonal: the reference of "35 mm equivalent" focal lengths
 
 
@@ -44,6 +45,7 @@ class FitParams:
     flame_model: str = ""          # FLAME model file to fit instead of the open head
     flame_uv: str = ""             # FLAME UV template (.obj) for that model
     view_dependent_landmarks: bool = True  # follow how mediapipe's landmarks slide as the face turns
+    silhouette: bool = True        # keep the whole head inside the person's outline in every frame (pins turned faces)
 
 
 def focal_px_from_mm35(focal_mm35: float, image_size: tuple[int, int]) -> float:
@@ -70,9 +72,13 @@ def run_fit(ctx: StageContext) -> None:
 
         progress.update(0.01, "placing view-dependent landmarks (first time only, ~10 s)", force=True)
         view = get_view_landmarks(model)
+    silhouette = None
+    if params.silhouette:
+        progress.update(0.015, "finding the person's outline in the frames", force=True)
+        silhouette = frame_silhouettes(ctx.input(FRAMES_DIR), tracking["frame"], image_size)
     result = fit_landmarks(model, tracking["landmarks"][..., :2], tracking["confidence"], image_size,
-                           times_s=tracking["time_s"], options=options, progress=progress.sub(0.02, 0.97),
-                           cancel=progress.progress.cancel, view=view)
+                           times_s=tracking["time_s"], options=options, progress=progress.sub(0.03, 0.97),
+                           cancel=progress.progress.cancel, view=view, silhouette=silhouette)
     N = len(result.pose)
     atomic_write_npz(
         ctx.output(FIT_NPZ), shape=result.shape, expression=result.expression, pose=result.pose, translation=result.translation,
@@ -96,10 +102,32 @@ def run_fit(ctx: StageContext) -> None:
         "focal_px": round(result.focal_px, 2), "focal_known": result.info["focal_known"],
         "focal_pnp_estimate_px": result.info.get("focal_pnp_estimate_px"),
         "identity_frames": result.info["identity_frames"], "optimizer_seconds": result.info["seconds"],
+        "silhouette_missed_frames": None if silhouette is None else int(silhouette.missed.sum()),
     })
     if per_frame[worst] > 0.05:
         ctx.warn(f"frame {int(tracking['video_index'][worst])} of the video fits poorly (landmark error {100 * per_frame[worst]:.1f}% "
                  "of the eye distance); check it with `studio-avatar fit-preview`")
+
+
+def frame_silhouettes(frames_dir: Any, positions: np.ndarray, image_size: tuple[int, int]) -> Any:
+    """The person's silhouette maps of the tracked frames (positions in ``frames.json``), read one at a time."""
+    import json
+
+    import cv2
+
+    from ..track.silhouette import person_silhouettes
+
+    entries = json.loads((frames_dir / "frames.json").read_text())["frames"]
+
+    def frames() -> Any:
+        for position in np.asarray(positions).astype(int):
+            path = frames_dir / entries[position]["file"]
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise CaptureError(f"{path}: the frame image is missing or unreadable; re-run the frames stage (`--force frames`)")
+            yield image
+
+    return person_silhouettes(frames(), len(positions), image_size)
 
 
 def load_fit(path: str) -> dict[str, np.ndarray]:
@@ -146,10 +174,10 @@ def _model_label(source: str, fingerprint: str) -> str:
 
 FIT_STAGE = Stage(
     name="fit",
-    version=1,
+    version=2,
     run=run_fit,
     outputs=(FIT_NPZ,),
-    inputs=(TRACKING_NPZ,),
+    inputs=(TRACKING_NPZ, FRAMES_DIR),
     params_type=FitParams,
     description="fit the head model's identity and per-frame pose, expression and camera to the landmarks",
 )
