@@ -45,6 +45,7 @@ from .stages import Stage, StageContext
 from .track.follow import NUM_LANDMARKS, FaceFollower, Sighting, mirror_disagreement
 from .video import iter_frames
 
+FRAMES_DIR = "frames/"
 FRAMES_JSON = "frames/frames.json"
 LANDMARKS_NPZ = "frames/landmarks.npz"
 SHARPNESS_CROP = 128             # face crops are resized to this before measuring sharpness
@@ -89,6 +90,16 @@ class _Seen:
     image: np.ndarray | None = None       # held while the frame may still have to be written
     file: str | None = None               # its temporary file once written
     score: float = 0.0                    # selection score against the whole clip, once chosen
+
+
+def read_frame(path: Any) -> np.ndarray:
+    """A kept frame as 8-bit BGR; CaptureError when it is missing or unreadable."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CaptureError(f"{path}: the frame image is missing or unreadable; re-run the frames stage (`--force frames`)")
+    return image
 
 
 def measure(scan: int, index: int, time_s: float, grey: np.ndarray, sighting: Sighting) -> _Seen:

@@ -29,11 +29,11 @@ from .. import TOOL_NAME
 from ..atomic import atomic_write_npz, read_npz
 from ..errors import CaptureError
 from ..stages import Stage, StageContext
+from ..frames import FRAMES_DIR, read_frame
 from ..track.stage import TRACKING_NPZ, load_tracking
 from .optimize import CAMERA_ROTATION, FitOptions, fit_landmarks
 
 FIT_NPZ = "fit.npz"
-FRAMES_DIR = "frames/"             # the kept frames: the person's silhouette in each
 FULL_FRAME_DIAGONAL_MM = 43.27     # a 35 mm film frame's diagonal: the reference of "35 mm equivalent" focal lengths
 
 
@@ -113,21 +113,11 @@ def frame_silhouettes(frames_dir: Any, positions: np.ndarray, image_size: tuple[
     """The person's silhouette maps of the tracked frames (positions in ``frames.json``), read one at a time."""
     import json
 
-    import cv2
-
     from ..track.silhouette import person_silhouettes
 
     entries = json.loads((frames_dir / "frames.json").read_text())["frames"]
-
-    def frames() -> Any:
-        for position in np.asarray(positions).astype(int):
-            path = frames_dir / entries[position]["file"]
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise CaptureError(f"{path}: the frame image is missing or unreadable; re-run the frames stage (`--force frames`)")
-            yield image
-
-    return person_silhouettes(frames(), len(positions), image_size)
+    frames = (read_frame(frames_dir / entries[position]["file"]) for position in np.asarray(positions).astype(int))
+    return person_silhouettes(frames, len(positions), image_size)
 
 
 def load_fit(path: str) -> dict[str, np.ndarray]:

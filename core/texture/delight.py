@@ -68,10 +68,9 @@ The network-free baseline (and the fallback when no GMug weights are present):
      estimate by more than ``CUE_MAX_VETO``; a reading over its ceiling by more
      than ``CUE_IMPLAUSIBLE`` at the skin's own exposure is implausible (a
      glint, or light the model does not describe there, as inside a mouth) and
-     is left out. A
-     reading far more saturated
-     than a near-neutral sclera or tooth under the residual light colour
-     (``CUE_MAX_LOG_CHROMA``) has skin or lid pixels in it and is left out.
+     is left out. A reading far more saturated than a near-neutral sclera or
+     tooth under the residual light colour (``CUE_MAX_LOG_CHROMA``) has skin
+     or lid pixels in it and is left out.
 
    The gains are applied to the delit texture, then the sheen and the
    bounced light are taken off. With calibration off, the older skin-locus
@@ -107,6 +106,7 @@ from ..capture import Capture
 from ..color import linear_to_srgb, srgb_to_linear
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
+from ..frames import FRAMES_DIR, read_frame
 from ..head.model import HeadModel
 from ..image_io import push_pull_fill, read_image, write_png16
 from ..skin import NON_SKIN_ALBEDOS
@@ -116,7 +116,6 @@ from .unwrap import COVERAGE_PNG, COVERAGE_SCALE, PHONE_PNG, SHADING_NPZ, Unwrap
 from .uv import TexelGeometry, texel_geometry
 
 DELIT_CLASSIC_PNG = "textures/delit_classic.png"
-FRAMES_DIR = "frames/"              # the eyes and teeth are sampled again from the frames (unwrap samples skin only)
 # skin locus in log chromaticity (log R/G, log B/G) of linear albedo: centre and half-axes of an ellipse that
 # covers measured human skin from very light to very dark (ColorChecker skin patches, MERL/ISET skin reflectances)
 SKIN_LOCUS_CENTRE = (0.62, -0.33)
@@ -429,7 +428,7 @@ def observe_cues(capture: Capture, model: HeadModel, fit: dict[str, np.ndarray],
     """
     import torch
 
-    from .unwrap import FrameSampler, bgr8_to_linear, frame_files, read_frame
+    from .unwrap import FrameSampler, bgr8_to_linear, frame_files
 
     names = {"sclera": ("eye_left", "eye_right"), "teeth": ("teeth",)}
     faces = torch.as_tensor(np.asarray(model.faces, np.int64))
@@ -635,6 +634,7 @@ def _distance_to_known(known: np.ndarray) -> np.ndarray:
 
 
 def run_delight_classic(ctx: StageContext) -> None:
+    # the eyes and teeth are sampled again from the frames (unwrap samples skin only)
     for name in (PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR):
         ctx.input(name)
     ctx.metrics.update(delight_capture(ctx.capture, ctx.params, ctx.progress, ctx.output(DELIT_CLASSIC_PNG)))

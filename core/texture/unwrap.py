@@ -59,7 +59,7 @@ from ..capture import Capture
 from ..color import SRGB8_TO_LINEAR, linear_to_srgb
 from ..errors import CaptureError
 from ..fit import FIT_NPZ, load_fit, load_fitted_model
-from ..frames import FRAMES_JSON
+from ..frames import FRAMES_JSON, read_frame
 from ..head.model import HeadModel
 from ..image_io import point_maps, push_pull_fill, sample_at, sample_points, write_exr, write_png16
 from ..render.normals import vertex_normals
@@ -281,15 +281,6 @@ def frame_files(capture_root: Any, fit: dict[str, np.ndarray]) -> tuple[list[Any
     sharp = np.asarray(sharpness, np.float64)
     weights = np.clip(0.25 + 0.75 * sharp / max(sharp.max(), 1e-9), 0.25, 1.0)
     return files, weights.astype(np.float32)
-
-
-def read_frame(path: Any) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise CaptureError(f"{path}: the frame image is missing or unreadable; re-run the frames stage (`--force frames`)")
-    return image
 
 
 def bgr8_to_linear(image_bgr8: np.ndarray) -> np.ndarray:
