@@ -1,8 +1,9 @@
 """Stage ``frames``: one pass over the video that follows one face, tracks its landmarks and keeps a well-spread set of good frames.
 
 Every frame is decoded once (every ``stride``-th is looked at on very long
-clips), at the working resolution (``max_side``), one frame in memory at a time
-plus the few candidates held back:
+clips), at the working resolution (``max_side``) and in the Y'CbCr matrix the
+stream declares (``frames.json`` records which; HDR video gets a warning), one
+frame in memory at a time plus the few candidates held back:
 
 1. **follow**: ``track.follow.FaceFollower`` finds the largest face with the
    detector and runs FaceMesh (478 landmarks) on a crop that follows it. About ``DETECTION_ROUNDS`` frames spread over the clip also run
@@ -44,6 +45,7 @@ from .image_io import write_png8
 from .stages import Stage, StageContext
 from .track.follow import NUM_LANDMARKS, FaceFollower, Sighting, mirror_disagreement
 from .video import iter_frames
+from .video_signal import read_colour_signal
 
 FRAMES_DIR = "frames/"
 FRAMES_JSON = "frames/frames.json"
@@ -338,12 +340,17 @@ def run_frames(ctx: StageContext) -> None:
     atomic_write_npz(ctx.output(LANDMARKS_NPZ), landmarks=np.stack([s.landmarks for s in sightings]).astype(np.float32),
                      disagreement_px=disagreement.astype(np.float32))
     others = _other_faces(rounds)
+    signal = read_colour_signal(path)
+    if signal.hdr:
+        ctx.warn(f"the video is HDR ({signal.hdr}); its tone is not mapped to SDR, so the skin tone may be off: "
+                 "film in SDR (on iPhones: Settings > Camera > Record Video > HDR Video off)")
     summary = {
         "frames_total": total, "frames_scanned": scanned, "scan_stride": stride, "detection_rounds": len(rounds),
         "frames_with_face": with_face, "frames_usable": with_face - sum(rejected.values()),
         "frames_candidates": len(pool), "frames_selected": len(entries), "faces_seen": 1 + others,
         "rejected": {"no face": scanned - with_face, **rejected},
         "yaw_estimate_range": [round(min(s.yaw for s in kept), 3), round(max(s.yaw for s in kept), 3)],
+        "colour_matrix": signal.matrix, "colour_declared_in": signal.source,
     }
     ctx.output(FRAMES_JSON).write_text(json.dumps({**summary, "size": size_out, "frames": entries}, indent=1))
     ctx.metrics.update(summary)
@@ -412,7 +419,7 @@ def _name_in_time_order(ctx: StageContext, kept: list[_Seen], why: list[str]) ->
 
 FRAMES_STAGE = Stage(
     name="frames",
-    version=2,
+    version=3,
     run=run_frames,
     outputs=("frames/",),
     params_type=FramesParams,

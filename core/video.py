@@ -2,7 +2,9 @@
 
 Owns everything that touches a video container (through OpenCV's FFmpeg
 backend). Never holds a whole clip in memory: frames are decoded one at a
-time and only the wanted ones are converted. Does not write into captures.
+time and only the wanted ones are converted, in the Y'CbCr matrix the stream
+declares (``video_signal``: OpenCV itself always uses BT.601). Does not
+write into captures.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import InputError, VideoError
 from .native_stderr import native_stderr_captured
+from .video_signal import decode_correction, read_colour_signal
 
 # Friendly names for the FourCC codes FFmpeg reports for common phone/desktop codecs.
 _CODEC_NAMES = {
@@ -52,6 +55,9 @@ class VideoFacts:
     codec: str             # friendly codec name (h264, hevc, mpeg4, ...)
     fourcc: str
     size_bytes: int
+    colour_matrix: str = "bt601"        # the Y'CbCr matrix frames are decoded with (what the stream declares)
+    colour_source: str = "undeclared"   # where it was declared: "colr box", "H.264 VUI" or "undeclared"
+    hdr: str | None = None              # "PQ" or "HLG" for HDR video (its tone is not mapped)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,6 +196,7 @@ def _probe_open_capture(capture, video: Path) -> "VideoFacts | str":
         duration = max(duration, last_time_s + 1.0 / fps)
 
     swap = rotation in (90, 270)
+    signal = read_colour_signal(video)
     return VideoFacts(
         path=str(video.resolve()),
         frames=int(frames),
@@ -203,6 +210,9 @@ def _probe_open_capture(capture, video: Path) -> "VideoFacts | str":
         codec=_CODEC_NAMES.get(fourcc, fourcc or "unknown"),
         fourcc=fourcc,
         size_bytes=video.stat().st_size,
+        colour_matrix=signal.matrix,
+        colour_source=signal.source,
+        hdr=signal.hdr,
     )
 
 
@@ -240,6 +250,7 @@ def _stream(path: str | os.PathLike, wanted: Callable[[int], bool], last: int | 
     import cv2
 
     video = check_video_path(path)
+    correction = decode_correction(read_colour_signal(video))
     with native_stderr_captured() as ffmpeg_log:
         capture = _open(video, auto_rotate=True)
     if capture is None:
@@ -260,7 +271,8 @@ def _stream(path: str | os.PathLike, wanted: Callable[[int], bool], last: int | 
                     return
                 raise VideoError(f"{video}: frame {position} cannot be decoded; the file may be damaged or truncated")
             time_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            yield position, time_s, downscale(image, max_side)
+            image = downscale(image, max_side)
+            yield position, time_s, image if correction is None else cv2.transform(image, correction)
             position += 1
     finally:
         capture.release()

@@ -20,8 +20,11 @@ The network-free baseline (and the fallback when no GMug weights are present):
 2. **Exposure and white balance.** Those three gains are calibrated from
    priors on what a face must look like (``calibrate_gains``): one posterior
    over the calibrated median colour of the face (log R/G, log B/G, log G, on
-   a grid) and a sheen level, its mean taken, read over the cheeks and
-   forehead. The terms:
+   a grid) and a sheen level, read over the cheeks and forehead; the gains are
+   its marginal medians (the sheen its mean). The posterior is often bimodal
+   (the phone right or wrong, below): its mean then lies between the modes,
+   on a gain neither supports, while the median stays with the likelier one.
+   The terms:
 
    * *skin manifold*: the face must be human skin. The biophysical skin model
      of ``core/skin.py`` (epidermal melanin over a blood-filled
@@ -243,6 +246,12 @@ def _gains_rgb(log_gain: Any) -> np.ndarray:
     return np.exp(np.array([x + z, z, y + z]))
 
 
+def _weighted_median(values: np.ndarray, weight: np.ndarray) -> float:
+    """Median of sorted grid ``values`` under ``weight`` (each value owning half its weight on either side)."""
+    cumulative = np.cumsum(weight) / max(float(weight.sum()), 1e-300)
+    return float(np.interp(0.5, cumulative - 0.5 * weight / max(float(weight.sum()), 1e-300), values))
+
+
 def _grid_axes() -> list[np.ndarray]:
     return [low + step * np.arange(int(round((high - low) / step)) + 1) for low, high, step in CALIBRATION_GRID]
 
@@ -323,7 +332,12 @@ class _Posterior:
         sheen = float(weight.sum(axis=(1, 2, 3)) @ np.asarray(SKIN_SHEEN))
         weight = weight.sum(0)
         mean = np.array([(weight * g).sum() for g in self.gain])
-        return mean, float(np.sqrt(max((weight * (self.gain[2] - mean[2]) ** 2).sum(), 0.0))), sheen
+        spread = float(np.sqrt(max((weight * (self.gain[2] - mean[2]) ** 2).sum(), 0.0)))
+        # the marginal medians (see the module docstring: the mean falls between the phone-right and -wrong modes)
+        face = _log_chroma(self.face_rgb)
+        median = np.array([_weighted_median(axis, weight.sum(tuple(j for j in range(3) if j != k))) - face[k]
+                           for k, axis in enumerate(_grid_axes())])
+        return median, spread, sheen
 
     def solve(self, cues: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         total = self.base
@@ -351,10 +365,10 @@ class _Posterior:
             total = total - 0.5 * excess ** 2
             entry.update(used=True, reading=[round(float(v), 4) for v in reading],
                          max_exposure=round(float(ceiling / (LUMINANCE @ reading)), 4))
-        mean, sd, sheen = self._moments(total)
+        median, sd, sheen = self._moments(total)
         # no cue may overrule the skin by more than CUE_MAX_VETO in exposure (a wet, glossy eye reads too bright)
-        mean[2] = max(mean[2], self.skin_gain[2] - np.log(CUE_MAX_VETO))
-        rgb_gain = _gains_rgb(mean)
+        median[2] = max(median[2], self.skin_gain[2] - np.log(CUE_MAX_VETO))
+        rgb_gain = _gains_rgb(median)
         exposure = float(LUMINANCE @ (self.face_rgb * rgb_gain) / (LUMINANCE @ self.face_rgb))
         for name, entry in summary.items():
             if entry["used"]:                         # the cue after the gains, against its ceiling (> 1: it pushed)
@@ -642,7 +656,7 @@ def run_delight_classic(ctx: StageContext) -> None:
 
 DELIGHT_CLASSIC_STAGE = Stage(
     name="delight_classic",
-    version=4,
+    version=5,
     run=run_delight_classic,
     outputs=(DELIT_CLASSIC_PNG,),
     inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR),
