@@ -1,9 +1,11 @@
 """Stage ``frames``: one pass over the video that follows one face, tracks its landmarks and keeps a well-spread set of good frames.
 
 Every frame is decoded once (every ``stride``-th is looked at on very long
-clips), at the working resolution (``max_side``) and in the Y'CbCr matrix the
-stream declares (``frames.json`` records which; HDR video gets a warning), one
-frame in memory at a time plus the few candidates held back:
+clips), at the working resolution (``max_side``), one frame in memory at a
+time plus the few candidates held back. The tracker sees OpenCV's own BT.601
+decode; the frames written are converted to the Y'CbCr matrix the stream
+declares, on the writer thread (``frames.json`` records which; HDR video gets
+a warning):
 
 1. **follow**: ``track.follow.FaceFollower`` finds the largest face with the
    detector and runs FaceMesh (478 landmarks) on a crop that follows it. About ``DETECTION_ROUNDS`` frames spread over the clip also run
@@ -45,7 +47,7 @@ from .image_io import write_png8
 from .stages import Stage, StageContext
 from .track.follow import NUM_LANDMARKS, FaceFollower, Sighting, mirror_disagreement
 from .video import iter_frames
-from .video_signal import read_colour_signal
+from .video_signal import apply_correction, decode_correction, read_colour_signal
 
 FRAMES_DIR = "frames/"
 FRAMES_JSON = "frames/frames.json"
@@ -258,14 +260,18 @@ class _Candidates:
 class _Writer:
     """PNG encoding on a worker thread, into temporary names in the staging area."""
 
-    def __init__(self, ctx: StageContext) -> None:
+    def __init__(self, ctx: StageContext, correction: np.ndarray | None) -> None:
         self.ctx = ctx
+        self.correction = correction          # the declared colour matrix's, applied only to what is written
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames-png")
         self.pending: list[Future] = []
 
     def __call__(self, seen: _Seen) -> None:
         seen.file = f"frames/scan{seen.scan:06d}.png"
-        self.pending.append(self.pool.submit(write_png8, self.ctx.output(seen.file), seen.image))
+        self.pending.append(self.pool.submit(self._write, self.ctx.output(seen.file), seen.image))
+
+    def _write(self, path: Any, image: np.ndarray) -> None:
+        write_png8(path, apply_correction(image, self.correction))
 
     def close(self) -> None:
         try:
@@ -289,7 +295,8 @@ def run_frames(ctx: StageContext) -> None:
     stride = max(1, -(-total // MAX_SCANNED))
     expected = -(-total // stride)
     detect_every = max(1, expected // DETECTION_ROUNDS)
-    writer = _Writer(ctx)
+    signal = read_colour_signal(path)
+    writer = _Writer(ctx, decode_correction(signal))
     candidates = _Candidates(params.max_frames, expected, writer)
     rounds: list[_Detections] = []
     rejected = {"face too small": 0, "badly exposed": 0}
@@ -298,7 +305,7 @@ def run_frames(ctx: StageContext) -> None:
     progress = ctx.progress.sub(0.0, 0.92)
     try:
         with FaceFollower(params.detection_confidence) as follower:
-            for scan, (index, time_s, image) in enumerate(iter_frames(path, stride=stride, max_side=params.max_side)):
+            for scan, (index, time_s, image) in enumerate(iter_frames(path, stride, params.max_side, declared_colour=False)):
                 scanned += 1
                 size_out = [image.shape[1], image.shape[0]]
                 progress.update(min(1.0, (index + 1) / max(total, 1)), f"following the face: frame {index + 1}/{total}")
@@ -340,7 +347,6 @@ def run_frames(ctx: StageContext) -> None:
     atomic_write_npz(ctx.output(LANDMARKS_NPZ), landmarks=np.stack([s.landmarks for s in sightings]).astype(np.float32),
                      disagreement_px=disagreement.astype(np.float32))
     others = _other_faces(rounds)
-    signal = read_colour_signal(path)
     if signal.hdr:
         ctx.warn(f"the video is HDR ({signal.hdr}); its tone is not mapped to SDR, so the skin tone may be off: "
                  "film in SDR (on iPhones: Settings > Camera > Record Video > HDR Video off)")

@@ -19,7 +19,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import InputError, VideoError
 from .native_stderr import native_stderr_captured
-from .video_signal import decode_correction, read_colour_signal
+from .video_signal import apply_correction, decode_correction, read_colour_signal
 
 # Friendly names for the FourCC codes FFmpeg reports for common phone/desktop codecs.
 _CODEC_NAMES = {
@@ -233,24 +233,27 @@ def iter_frames_at(
         yield from _stream(path, chosen.__contains__, wanted[-1], max_side)
 
 
-def iter_frames(path: str | os.PathLike, stride: int = 1, max_side: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+def iter_frames(path: str | os.PathLike, stride: int = 1, max_side: int | None = None,
+                declared_colour: bool = True) -> Iterator[tuple[int, float, np.ndarray]]:
     """Stream-decode every ``stride``-th frame to the end of the video: ``(index, time_s, image_bgr)``.
 
     Frame times come from the container (variable-frame-rate clips keep their
-    real timing). Decoding stops quietly at the last decodable frame.
+    real timing). Decoding stops quietly at the last decodable frame. With
+    ``declared_colour`` False the frames are OpenCV's BT.601 decode, for a
+    caller that corrects only the frames it keeps (``video_signal``).
     """
     if stride < 1:
         raise ValueError("stride must be at least 1")
-    yield from _stream(path, lambda i: i % stride == 0, None, max_side)
+    yield from _stream(path, lambda i: i % stride == 0, None, max_side, declared_colour)
 
 
 def _stream(path: str | os.PathLike, wanted: Callable[[int], bool], last: int | None,
-            max_side: int | None) -> Iterator[tuple[int, float, np.ndarray]]:
+            max_side: int | None, declared_colour: bool = True) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode frames in order; convert those ``wanted`` says; stop after ``last`` (None: at the end)."""
     import cv2
 
     video = check_video_path(path)
-    correction = decode_correction(read_colour_signal(video))
+    correction = decode_correction(read_colour_signal(video)) if declared_colour else None
     with native_stderr_captured() as ffmpeg_log:
         capture = _open(video, auto_rotate=True)
     if capture is None:
@@ -271,8 +274,7 @@ def _stream(path: str | os.PathLike, wanted: Callable[[int], bool], last: int | 
                     return
                 raise VideoError(f"{video}: frame {position} cannot be decoded; the file may be damaged or truncated")
             time_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            image = downscale(image, max_side)
-            yield position, time_s, image if correction is None else cv2.transform(image, correction)
+            yield position, time_s, apply_correction(downscale(image, max_side), correction)
             position += 1
     finally:
         capture.release()

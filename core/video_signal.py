@@ -62,6 +62,15 @@ def decode_correction(signal: ColourSignal) -> np.ndarray | None:
     return rgb[::-1, ::-1].astype(np.float32)                           # RGB -> BGR on both sides
 
 
+def apply_correction(image_bgr: np.ndarray, correction: np.ndarray | None) -> np.ndarray:
+    """(H, W, 3) uint8 BGR decoded by OpenCV, in the declared matrix (``decode_correction``'s; None: as it is)."""
+    if correction is None:
+        return image_bgr
+    import cv2
+
+    return cv2.transform(image_bgr, correction)
+
+
 def read_colour_signal(path: str | os.PathLike) -> ColourSignal:
     """The stream's declared colour coding; ``ColourSignal()`` (BT.601, undeclared) for anything not readable."""
     try:

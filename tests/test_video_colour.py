@@ -136,3 +136,30 @@ def test_unreadable_files_count_as_undeclared(tmp_path):
     junk.write_bytes(b"\x00\x00\x00\x10ftypisom" + bytes(range(256)) * 4)
     assert read_colour_signal(junk).matrix == "bt601"
     assert read_colour_signal(tmp_path / "missing.mp4").matrix == "bt601"
+
+
+def test_the_frames_stage_writes_its_frames_in_the_declared_matrix(tmp_path, cli):
+    """The tracker reads OpenCV's own decode; what ``frames`` writes is the BT.709 decode of a BT.709 stream."""
+    from studio_avatar.core.head.open_head import get_open_head
+    from studio_avatar.core.synth.head_clip import HeadClipSpec, render_frames, sample_head_clip
+
+    head = get_open_head()
+    spec = HeadClipSpec(frames=16, width=320, height=240, seed=3, yaw_deg=20.0)
+    video = write_video(tmp_path / "head.mp4", render_frames(head, sample_head_clip(head, spec), spec), 30.0, (320, 240))
+    _declare_colour(video, transfer=1, matrix=1)
+    capture = tmp_path / "cap"
+    out = cli("reconstruct", str(video), "-o", str(capture), "--until", "frames")
+    assert out.returncode == 0, out.stderr
+    listing = json.loads((capture / "frames" / "frames.json").read_text())
+    assert (listing["colour_matrix"], listing["colour_declared_in"]) == ("bt709", "colr box")
+    import cv2
+
+    entry = listing["frames"][0]
+    written = cv2.imread(str(capture / "frames" / entry["file"]))
+    (_, _, declared), = iter_frames_at(video, [entry["index"]])
+    assert written.shape == declared.shape and np.abs(written.astype(int) - declared).max() <= 1
+    raw = cv2.VideoCapture(str(video))
+    for _ in range(entry["index"] + 1):
+        ok, opencv = raw.read()
+    raw.release()
+    assert ok and np.abs(written.astype(int) - opencv).mean() > 0.5          # not OpenCV's BT.601 decode
