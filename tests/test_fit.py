@@ -16,6 +16,7 @@ import torch
 from studio_avatar.core.fit import FitParams, load_fit
 from studio_avatar.core.fit.evaluate import compare_with_truth
 from studio_avatar.core.fit.optimize import FitOptions, fit_landmarks
+from studio_avatar.core.fit.stage import depth_jumps
 from studio_avatar.core.frames import link_tracks, select_frames
 from studio_avatar.core.head.model import axis_angle_to_matrix
 from studio_avatar.core.head.open_head import get_open_head
@@ -278,3 +279,17 @@ def test_fit_is_deterministic(model, rendered_capture):
     before = capture.path("fit.npz").read_bytes()
     reconstruct(folder / "clip.mp4", capture.root, Progress(), until="fit", force=("fit",), params={"fit": FitParams()})
     assert capture.path("fit.npz").read_bytes() == before
+
+
+def test_a_frame_whose_head_distance_jumps_is_a_tracking_failure_and_a_steady_approach_is_not():
+    """The forest capture's failure: FaceMesh found the face 30-35% too small on two neighbouring frames."""
+    time = np.arange(60)
+    approach = -0.55 + 0.25 * time / 59                       # the phone comes 45% closer over the clip
+    assert not depth_jumps(approach).any()
+    wobble = approach * (1 + 0.06 * np.sin(time / 2.0))        # hand shake of +-6%
+    assert not depth_jumps(wobble).any()
+    broken = wobble.copy()
+    broken[[20, 21]] *= (1.45, 1.67)
+    broken[40] /= 1.4                                           # found too large: nearer
+    assert np.flatnonzero(depth_jumps(broken)).tolist() == [20, 21, 40]
+    assert not depth_jumps(np.array([-0.5, -1.0])).any()     # too few frames to judge

@@ -1,5 +1,10 @@
 """Stage ``fit``: the head model fitted to the tracked landmarks; writes ``fit.npz``.
 
+A frame whose fitted head distance jumps against the kept frames around it
+(``depth_jumps``: FaceMesh found the face too small or too large, and its
+landmarks still fit) is left out of ``fit.npz`` with a warning, so no later
+stage samples its pixels onto the wrong texels.
+
 ``fit.npz`` (conventions in ``core/fit/optimize.py``; the synthetic ground
 truth of ``core/synth/head_clip.py`` uses the same keys):
 
@@ -35,6 +40,9 @@ from .optimize import CAMERA_ROTATION, FitOptions, fit_landmarks
 
 FIT_NPZ = "fit.npz"
 FULL_FRAME_DIAGONAL_MM = 43.27     # a 35 mm film frame's diagonal: the reference of "35 mm equivalent" focal lengths
+DEPTH_NEIGHBOURS = 3               # a frame's distance is judged against this many kept frames either side of it ...
+DEPTH_JUMP = 1.25                  # ... and it is a tracking failure when it is this many times nearer or farther
+                                   # (measured: FaceMesh shrank a dim forest face 30-35% for two frames: 1.45x, 1.67x)
 
 
 @dataclass(frozen=True)
@@ -79,22 +87,30 @@ def run_fit(ctx: StageContext) -> None:
     result = fit_landmarks(model, tracking["landmarks"][..., :2], tracking["confidence"], image_size,
                            times_s=tracking["time_s"], options=options, progress=progress.sub(0.03, 0.97),
                            cancel=progress.progress.cancel, view=view, silhouette=silhouette)
-    N = len(result.pose)
+    keep = ~depth_jumps(result.translation[:, 2])
+    if not keep.all():
+        dropped = [int(v) for v in tracking["video_index"][~keep]]
+        ctx.warn(f"{len(dropped)} frame{'s' if len(dropped) > 1 else ''} left out (video frame{'s' if len(dropped) > 1 else ''} "
+                 f"{', '.join(map(str, dropped))}): the landmarks put the head more than {DEPTH_JUMP}x nearer or farther "
+                 "than in the frames around, a tracking failure")
+    N = int(keep.sum())
     atomic_write_npz(
-        ctx.output(FIT_NPZ), shape=result.shape, expression=result.expression, pose=result.pose, translation=result.translation,
-        focal_px=np.full(N, result.focal_px, np.float32), principal_px=np.tile(result.principal_px, (N, 1)).astype(np.float32),
+        ctx.output(FIT_NPZ), shape=result.shape, expression=result.expression[keep], pose=result.pose[keep],
+        translation=result.translation[keep], focal_px=np.full(N, result.focal_px, np.float32),
+        principal_px=np.tile(result.principal_px, (N, 1)).astype(np.float32),
         camera_rotation=np.tile(CAMERA_ROTATION, (N, 1, 1)).astype(np.float32), camera_translation=np.zeros((N, 3), np.float32),
-        image_size=np.array(image_size, np.int32), frame=tracking["frame"], video_index=tracking["video_index"],
-        time_s=tracking["time_s"], landmarks_px=tracking["landmarks"][..., :2], projected_px=result.projected_px,
-        weights=result.weights, reproj_iod_per_frame=result.reproj_iod_per_frame.astype(np.float32),
-        iod_px=result.iod_px.astype(np.float32), expression_names=np.array(model.expression_names),
-        joint_names=np.array(model.joint_names), model_source=np.array(model.source),
-        model_fingerprint=np.array(str(model.metadata.get("fingerprint", ""))),
+        image_size=np.array(image_size, np.int32), frame=tracking["frame"][keep], video_index=tracking["video_index"][keep],
+        time_s=tracking["time_s"][keep], landmarks_px=tracking["landmarks"][keep][..., :2],
+        projected_px=result.projected_px[keep], weights=result.weights[keep],
+        reproj_iod_per_frame=result.reproj_iod_per_frame[keep].astype(np.float32), iod_px=result.iod_px[keep].astype(np.float32),
+        expression_names=np.array(model.expression_names), joint_names=np.array(model.joint_names),
+        model_source=np.array(model.source), model_fingerprint=np.array(str(model.metadata.get("fingerprint", ""))),
     )
-    per_frame = result.reproj_iod_per_frame
+    per_frame = result.reproj_iod_per_frame[keep]
     worst = int(np.argmax(per_frame))
     ctx.metrics.update({
         "frames": N, "model": model.source,
+        "frames_left_out": [int(v) for v in tracking["video_index"][~keep]],
         "reproj_iod_mean": round(float(per_frame.mean()), 5),
         "reproj_iod_max": round(float(per_frame.max()), 5),
         "reproj_iod_per_frame": [round(float(v), 5) for v in per_frame],
@@ -105,8 +121,23 @@ def run_fit(ctx: StageContext) -> None:
         "silhouette_missed_frames": None if silhouette is None else int(silhouette.missed.sum()),
     })
     if per_frame[worst] > 0.05:
-        ctx.warn(f"frame {int(tracking['video_index'][worst])} of the video fits poorly (landmark error {100 * per_frame[worst]:.1f}% "
+        ctx.warn(f"frame {int(tracking['video_index'][keep][worst])} of the video fits poorly (landmark error {100 * per_frame[worst]:.1f}% "
                  "of the eye distance); check it with `studio-avatar fit-preview`")
+
+
+def depth_jumps(depth: np.ndarray, neighbours: int = DEPTH_NEIGHBOURS, jump: float = DEPTH_JUMP) -> np.ndarray:
+    """(N,) bool: frames (in time order) whose head distance ``depth`` (N,) is more than ``jump`` times off the median
+    of the ``neighbours`` frames either side. A head does not move that much between neighbouring kept frames; a face
+    FaceMesh found too small or too large (on a dim frame, half turned away) does, while its landmarks still fit."""
+    distance = np.abs(np.asarray(depth, np.float64))
+    out = np.zeros(len(distance), bool)
+    for i in range(len(distance)):
+        around = np.r_[distance[max(0, i - neighbours): i], distance[i + 1: i + 1 + neighbours]]
+        if len(around) >= 2:
+            out[i] = abs(np.log(distance[i] / np.median(around))) > np.log(jump)
+    if out.all():
+        out[:] = False                           # nothing to judge against: keep them all
+    return out
 
 
 def frame_silhouettes(frames_dir: Any, positions: np.ndarray, image_size: tuple[int, int]) -> Any:
@@ -164,7 +195,7 @@ def _model_label(source: str, fingerprint: str) -> str:
 
 FIT_STAGE = Stage(
     name="fit",
-    version=2,
+    version=3,
     run=run_fit,
     outputs=(FIT_NPZ,),
     inputs=(TRACKING_NPZ, FRAMES_DIR),
