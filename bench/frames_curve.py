@@ -8,8 +8,8 @@ delighting; ``studio-avatar eval`` scores the fused phone texture and ``delit_cl
 More frames should never score worse (InvertAvatar's observation: quality grows with the frames), and the
 curve should say where more frames stop paying. Writes:
 
-* ``bench/results/frames_curve.png``: per capture, exposure-matched PSNR of ``phone.png`` and raw PSNR of
-  ``delit_classic`` on the observed face, and the face's coverage, against the frame count;
+* ``bench/results/frames_curve.png``: per capture, exposure-matched PSNR of ``phone.png``, raw and
+  exposure-matched PSNR of ``delit_classic`` on the observed face, and the face's coverage, against the frame count;
 * ``bench/results/frames_curve.md``: the numbers, whether each curve is monotone (within
   ``MONOTONE_TOLERANCE_DB``) and the frame count from which it stays flat (within ``FLAT_DB`` of 120 frames' score);
 * one JSON line per capture and count in ``bench/results.jsonl``.
@@ -49,6 +49,8 @@ SYNTH_FRAMES = 120
 CURVES = (  # (method, eval key, label)
     ("phone", "albedo_psnr_observed_matched", "phone.png PSNR obs (exp.)"),
     ("delit_classic", "albedo_psnr_observed", "delit_classic PSNR obs"),
+    # the fused texture without the baked shading and without the calibration's exposure swings between frame sets
+    ("delit_classic", "albedo_psnr_observed_matched", "delit_classic PSNR obs (exp.)"),
 )
 MONOTONE_TOLERANCE_DB = 0.1     # a drop smaller than this counts as noise, not as "worse"
 FLAT_DB = 0.25                  # the curve has flattened once it stays within this of the 120-frame score
