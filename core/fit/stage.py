@@ -88,10 +88,10 @@ def run_fit(ctx: StageContext) -> None:
                            times_s=tracking["time_s"], options=options, progress=progress.sub(0.03, 0.97),
                            cancel=progress.progress.cancel, view=view, silhouette=silhouette)
     keep = ~depth_jumps(result.translation[:, 2])
-    if not keep.all():
-        dropped = [int(v) for v in tracking["video_index"][~keep]]
-        ctx.warn(f"{len(dropped)} frame{'s' if len(dropped) > 1 else ''} left out (video frame{'s' if len(dropped) > 1 else ''} "
-                 f"{', '.join(map(str, dropped))}): the landmarks put the head more than {DEPTH_JUMP}x nearer or farther "
+    left_out = [int(v) for v in tracking["video_index"][~keep]]
+    if left_out:
+        plural = "s" if len(left_out) > 1 else ""
+        ctx.warn(f"{len(left_out)} frame{plural} left out (video frame{plural} {', '.join(map(str, left_out))}): the landmarks put the head more than {DEPTH_JUMP}x nearer or farther "
                  "than in the frames around, a tracking failure")
     N = int(keep.sum())
     atomic_write_npz(
@@ -110,7 +110,7 @@ def run_fit(ctx: StageContext) -> None:
     worst = int(np.argmax(per_frame))
     ctx.metrics.update({
         "frames": N, "model": model.source,
-        "frames_left_out": [int(v) for v in tracking["video_index"][~keep]],
+        "frames_left_out": left_out,
         "reproj_iod_mean": round(float(per_frame.mean()), 5),
         "reproj_iod_max": round(float(per_frame.max()), 5),
         "reproj_iod_per_frame": [round(float(v), 5) for v in per_frame],
