@@ -418,6 +418,29 @@ def test_a_sclera_seen_keeps_dark_skin_under_a_cool_light_dark():
     assert np.allclose(calibrate_gains(face, {"sclera": {"rgb": sclera, "seen": 0.01}})["gain"], alone["gain"])
 
 
+def test_a_dark_sclera_lifts_an_under_exposed_intermediate_skin_and_a_bright_one_changes_nothing():
+    """An intermediate skin 1.3 stops under-exposed looks like darker skin at the phone's level (the skin alone
+    keeps it: 40.6° off); its sclera, read at 70% of its albedo in the socket's shade and tinted by the skin's
+    bounce, stays far under ``SCLERA_LUMINANCE_MIN`` at that level, and the floor lifts the exposure.
+    Measured: alone 40.6° off at 1.70x (between the phone-right and -wrong modes), helped 7.5° at 2.75x (the
+    truth: 2.5x; the floor takes the phone-right mode away)."""
+    truth = skin_reflectance_rgb(0.02, 0.03, 0.3, 0.75).astype(np.float64)
+    exposure, light = 0.4, np.array([0.95, 1.0, 1.10])
+    face = seen_as(truth, exposure, light, sheen=0.01)
+    sclera = 0.7 * exposure * light * np.array([0.62, 0.55, 0.48])
+    alone = calibrate_gains(face)
+    helped = calibrate_gains(face, {"sclera": {"rgb": sclera, "seen": 0.2}})
+    errors = {name: abs(float(ita_degrees(appearance_to_albedo(face * c["gain"], c["sheen"])) - ita_degrees(truth)))
+              for name, c in (("alone", alone), ("helped", helped))}
+    assert helped["cues"]["sclera"]["floor_used"] and helped["exposure"] > 1.5 * alone["exposure"]
+    assert 0.8 < helped["exposure"] * exposure < 1.2                            # about the truth
+    assert errors["helped"] < errors["alone"] - 20.0 and errors["helped"] < 12.0, errors
+    # the same face exposed right, its sclera as bright as its albedo: the floor does not act
+    right = seen_as(truth, 1.0, light, sheen=0.01)
+    kept = calibrate_gains(right, {"sclera": {"rgb": light * np.array([0.62, 0.55, 0.48]), "seen": 0.2}})
+    assert abs(kept["exposure"] / calibrate_gains(right)["exposure"] - 1.0) < 0.05
+
+
 def test_an_implausibly_bright_cue_is_left_out_and_a_bright_one_still_holds_the_exposure_back():
     """A real clip's teeth read 4.3 (linear) where the skin's exposure put them: 5x any enamel. Such a reading is
     a glint or a light model that does not hold inside the mouth; it used to darken the face by the full veto."""

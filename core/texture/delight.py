@@ -73,7 +73,16 @@ The network-free baseline (and the fallback when no GMug weights are present):
      glint, or light the model does not describe there, as inside a mouth) and
      is left out. A reading far more saturated than a near-neutral sclera or
      tooth under the residual light colour (``CUE_MAX_LOG_CHROMA``) has skin
-     or lid pixels in it and is left out.
+     or lid pixels in it and is left out;
+   * *the sclera as a floor*: the same reading also bounds the exposure from
+     below (``SCLERA_LUMINANCE_MIN``): a sclera of albedo 0.5-0.7 reads at
+     least about half of it in the socket's shade, so a face whose sclera
+     stays far darker at the skin's gain was under-exposed (a backlit face,
+     a dim room), which the skin manifold alone cannot tell from darker skin
+     for intermediate tones. Equally soft, with a looser saturation test
+     (``CUE_FLOOR_MAX_LOG_CHROMA``): a warm light and the skin's bounce inside
+     the socket tint a sclera much more than they darken it. Neither bound
+     moves the skin's own exposure estimate by more than ``CUE_MAX_VETO``.
 
    The gains are applied to the delit texture, then the sheen and the
    bounced light are taken off. With calibration off, the older skin-locus
@@ -148,6 +157,7 @@ PHONE_RIGHT_SIGMA = (0.04, 0.03, 0.12)   # ... within these (white balance along
 SKIN_TONE_RADIUS_M = 0.012            # skin tone is read within this of the cheek and forehead landmarks
 # brightest albedo luminance of a sclera (measured sclera ~0.5-0.7) and of teeth (enamel ~0.4-0.6): ceilings
 SCLERA_LUMINANCE_MAX = 0.70
+SCLERA_LUMINANCE_MIN = 0.30           # a sclera (albedo 0.5-0.7) reads at least about half of it in the socket's shade
 TEETH_LUMINANCE_MAX = 0.60
 SCLERA_SIGMA = 0.15                   # log softness of the ceilings when fully seen (grows as 1/sqrt(seen))
 TEETH_SIGMA = 0.25
@@ -155,10 +165,12 @@ SCLERA_MIN_ANGLE_DEG = 38.0           # eyeball texels this far from the rest ga
 SCLERA_FULL_TEXELS = 400              # cue texels seen (at a 512 reference texture) that count as fully seen
 TEETH_FULL_TEXELS = 400
 CUE_BAND = (85.0, 97.0)               # luminance percentiles of a cue's samples that are averaged (lit, no glints)
-CUE_MAX_VETO = 2.0                    # the ceilings lower the skin's own exposure estimate at most this much
+CUE_MAX_VETO = 2.0                    # the cues move the skin's own exposure estimate at most this much either way
 CUE_IMPLAUSIBLE = 4.0                 # a reading this far over its ceiling at the skin's own exposure is left out
                                       # (measured: a real clip's teeth 4.9x; a dark skin's sclera that must act 2.5x)
 CUE_MAX_LOG_CHROMA = 0.45             # |log R/G|, |log B/G| of a near-neutral cue's reading beyond this: skin or lid
+CUE_FLOOR_MAX_LOG_CHROMA = 1.0        # ... as a floor: a warm light and the skin's bounce in the socket tint a sclera
+                                      # far more than they darken it; beyond this the reading is mostly skin or lid
                                       # pixels got in (the residual light colour alone stays well inside, sigma ~0.12)
 # the posterior grid over the calibrated face colour: (low, high, step) of log R/G, log B/G, log G
 CALIBRATION_GRID = ((-0.1, 1.3, 0.02), (-1.3, 0.3, 0.02), (-5.0, -0.3, 0.04))
@@ -302,6 +314,7 @@ def skin_log_density() -> np.ndarray:
     return _SKIN_DENSITY["density"]
 
 
+CUE_FLOORS = {"sclera": SCLERA_LUMINANCE_MIN}
 CUE_CEILINGS = {"sclera": (SCLERA_LUMINANCE_MAX, SCLERA_SIGMA), "teeth": (TEETH_LUMINANCE_MAX, TEETH_SIGMA)}
 
 
@@ -350,7 +363,15 @@ class _Posterior:
                 continue
             ceiling, sigma = CUE_CEILINGS[name]
             reading = np.asarray(cue["rgb"], np.float64)
-            if np.abs(_log_chroma(reading)[:2]).max() > CUE_MAX_LOG_CHROMA:
+            saturation = float(np.abs(_log_chroma(reading)[:2]).max())
+            calibrated = np.log(LUMINANCE[0] * reading[0] * np.exp(self.gain[0] + self.gain[2]) + LUMINANCE[1] * reading[1]
+                                * np.exp(self.gain[2]) + LUMINANCE[2] * reading[2] * np.exp(self.gain[1] + self.gain[2]))
+            if name in CUE_FLOORS and saturation <= CUE_FLOOR_MAX_LOG_CHROMA:
+                floor = CUE_FLOORS[name]
+                shortfall = np.maximum(np.log(floor) - calibrated, 0.0) / (sigma / np.sqrt(seen))
+                total = total - 0.5 * shortfall ** 2
+                entry.update(floor_used=True, min_exposure=round(float(floor / (LUMINANCE @ reading)), 4))
+            if saturation > CUE_MAX_LOG_CHROMA:
                 entry.update(reading=[round(float(v), 4) for v in reading], rejected="too saturated for sclera or teeth")
                 continue
             at_skin_gain = float(LUMINANCE @ (reading * _gains_rgb(self.skin_gain)))
@@ -359,15 +380,14 @@ class _Posterior:
                              rejected=f"implausibly bright ({at_skin_gain / ceiling:.1f}x its ceiling at the skin's own exposure)")
                 continue
             # the reading's luminance after the gains may not exceed the cue's albedo (soft, one-sided)
-            calibrated = np.log(LUMINANCE[0] * reading[0] * np.exp(self.gain[0] + self.gain[2]) + LUMINANCE[1] * reading[1]
-                                * np.exp(self.gain[2]) + LUMINANCE[2] * reading[2] * np.exp(self.gain[1] + self.gain[2]))
             excess = np.maximum(calibrated - np.log(ceiling), 0.0) / (sigma / np.sqrt(seen))
             total = total - 0.5 * excess ** 2
             entry.update(used=True, reading=[round(float(v), 4) for v in reading],
                          max_exposure=round(float(ceiling / (LUMINANCE @ reading)), 4))
         median, sd, sheen = self._moments(total)
-        # no cue may overrule the skin by more than CUE_MAX_VETO in exposure (a wet, glossy eye reads too bright)
-        median[2] = max(median[2], self.skin_gain[2] - np.log(CUE_MAX_VETO))
+        # no cue may overrule the skin by more than CUE_MAX_VETO in exposure (a wet, glossy eye reads too bright,
+        # a shadowed one too dark)
+        median[2] = np.clip(median[2], self.skin_gain[2] - np.log(CUE_MAX_VETO), self.skin_gain[2] + np.log(CUE_MAX_VETO))
         rgb_gain = _gains_rgb(median)
         exposure = float(LUMINANCE @ (self.face_rgb * rgb_gain) / (LUMINANCE @ self.face_rgb))
         for name, entry in summary.items():
@@ -635,7 +655,7 @@ def _calibration_record(calibration: dict[str, Any]) -> dict[str, Any]:
         "white_balance": [round(float(v), 4) for v in calibration["white_balance"]],
         "exposure_sd": round(float(calibration["exposure_sd"]), 4),
         "sheen": round(float(calibration["sheen"]), 4), "bounce": SKIN_BOUNCE,
-        "cues_used": sorted(name for name, cue in calibration["cues"].items() if cue.get("used")),
+        "cues_used": sorted(name for name, cue in calibration["cues"].items() if cue.get("used") or cue.get("floor_used")),
         "cues": calibration["cues"],
     }
 
@@ -656,7 +676,7 @@ def run_delight_classic(ctx: StageContext) -> None:
 
 DELIGHT_CLASSIC_STAGE = Stage(
     name="delight_classic",
-    version=5,
+    version=6,
     run=run_delight_classic,
     outputs=(DELIT_CLASSIC_PNG,),
     inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR),
