@@ -81,8 +81,9 @@ The network-free baseline (and the fallback when no GMug weights are present):
      a dim room), which the skin manifold alone cannot tell from darker skin
      for intermediate tones. Equally soft, with a looser saturation test
      (``CUE_FLOOR_MAX_LOG_CHROMA``): a warm light and the skin's bounce inside
-     the socket tint a sclera much more than they darken it. Neither bound
-     moves the skin's own exposure estimate by more than ``CUE_MAX_VETO``.
+     the socket tint a sclera much more than they darken it. Unlike the
+     ceilings it is not limited to ``CUE_MAX_VETO``: its margin below the
+     albedo already allows for shade, and the exposure prior bounds it.
 
    The gains are applied to the delit texture, then the sheen and the
    bounced light are taken off. With calibration off, the older skin-locus
@@ -165,7 +166,7 @@ SCLERA_MIN_ANGLE_DEG = 38.0           # eyeball texels this far from the rest ga
 SCLERA_FULL_TEXELS = 400              # cue texels seen (at a 512 reference texture) that count as fully seen
 TEETH_FULL_TEXELS = 400
 CUE_BAND = (85.0, 97.0)               # luminance percentiles of a cue's samples that are averaged (lit, no glints)
-CUE_MAX_VETO = 2.0                    # the cues move the skin's own exposure estimate at most this much either way
+CUE_MAX_VETO = 2.0                    # the ceilings lower the skin's own exposure estimate at most this much
 CUE_IMPLAUSIBLE = 4.0                 # a reading this far over its ceiling at the skin's own exposure is left out
                                       # (measured: a real clip's teeth 4.9x; a dark skin's sclera that must act 2.5x)
 CUE_MAX_LOG_CHROMA = 0.45             # |log R/G|, |log B/G| of a near-neutral cue's reading beyond this: skin or lid
@@ -385,9 +386,9 @@ class _Posterior:
             entry.update(used=True, reading=[round(float(v), 4) for v in reading],
                          max_exposure=round(float(ceiling / (LUMINANCE @ reading)), 4))
         median, sd, sheen = self._moments(total)
-        # no cue may overrule the skin by more than CUE_MAX_VETO in exposure (a wet, glossy eye reads too bright,
-        # a shadowed one too dark)
-        median[2] = np.clip(median[2], self.skin_gain[2] - np.log(CUE_MAX_VETO), self.skin_gain[2] + np.log(CUE_MAX_VETO))
+        # no ceiling may overrule the skin by more than CUE_MAX_VETO in exposure (a wet, glossy eye reads too bright);
+        # the floor has no such limit (it keeps its own margin, and the exposure prior bounds it)
+        median[2] = max(median[2], self.skin_gain[2] - np.log(CUE_MAX_VETO))
         rgb_gain = _gains_rgb(median)
         exposure = float(LUMINANCE @ (self.face_rgb * rgb_gain) / (LUMINANCE @ self.face_rgb))
         for name, entry in summary.items():
@@ -676,7 +677,7 @@ def run_delight_classic(ctx: StageContext) -> None:
 
 DELIGHT_CLASSIC_STAGE = Stage(
     name="delight_classic",
-    version=6,
+    version=7,
     run=run_delight_classic,
     outputs=(DELIT_CLASSIC_PNG,),
     inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR),
