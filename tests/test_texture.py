@@ -28,7 +28,7 @@ from studio_avatar.core.stages import run_stage
 from studio_avatar.core.synth.head_clip import HeadClipSpec
 from studio_avatar.core.synth.textured_capture import FLAT_WHITE, Light, smooth_albedo, write_textured_capture
 from studio_avatar.core.texture.delight import (DELIGHT_CLASSIC_STAGE, LUMINANCE, SKIN_BOUNCE, TEETH_LUMINANCE_MAX,
-                                                DelightParams, appearance_to_albedo, calibrate_gains, skin_locus_gain,
+                                                DelightParams, appearance_to_albedo, calibrate_gains, cue_readings, skin_locus_gain,
                                                 skin_tone_texels)
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams
 from studio_avatar.core.texture.uv import texel_geometry
@@ -439,6 +439,26 @@ def test_a_dark_sclera_lifts_an_under_exposed_intermediate_skin_and_a_bright_one
     right = seen_as(truth, 1.0, light, sheen=0.01)
     kept = calibrate_gains(right, {"sclera": {"rgb": light * np.array([0.62, 0.55, 0.48]), "seen": 0.2}})
     assert abs(kept["exposure"] / calibrate_gains(right)["exposure"] - 1.0) < 0.05
+
+
+def test_a_glossy_eye_does_not_darken_a_light_skin_the_phone_exposed_right():
+    """A wet eyeball reflecting a bright lamp: an eighth of its samples read 1.6-2.4x the sclera, a fifth are lids
+    and shadow. The high band (the floor's) is inflated; the ceiling reads the middle band, which stays at the sclera,
+    so the ceiling does not act. (A held-out scene's light skin read ITA -40° from such an eye's high band.)"""
+    rng = np.random.default_rng(0)
+    sclera = np.array([0.62, 0.58, 0.55])
+    scale = np.concatenate([rng.uniform(0.2, 0.7, 200), rng.normal(1.0, 0.05, 680), rng.uniform(1.6, 2.4, 120)])
+    readings = cue_readings({"sclera": {"samples": scale[:, None] * sclera, "weight": np.ones(len(scale)),
+                                        "texels": 300, "seen": 0.9}})["sclera"]
+    assert float(LUMINANCE @ readings["rgb"]) > 1.5 * float(LUMINANCE @ sclera)
+    assert abs(float(LUMINANCE @ readings["rgb_ceiling"]) / float(LUMINANCE @ sclera) - 1.0) < 0.1
+    truth = skin_reflectance_rgb(0.004, 0.03, 0.3, 0.75).astype(np.float64)
+    face = seen_as(truth, 1.0, np.ones(3), sheen=0.01)
+    alone = calibrate_gains(face)
+    glossy = calibrate_gains(face, {"sclera": {"rgb": readings["rgb"], "seen": 0.9}})
+    middle = calibrate_gains(face, {"sclera": readings})
+    assert glossy["exposure"] < 0.9 * alone["exposure"]          # the high band would darken it (measured 0.87x)
+    assert abs(middle["exposure"] / alone["exposure"] - 1.0) < 0.05
 
 
 def test_an_implausibly_bright_cue_is_left_out_and_a_bright_one_still_holds_the_exposure_back():

@@ -60,10 +60,14 @@ The network-free baseline (and the fallback when no GMug weights are present):
      (unwrap samples skin only), so a subset of the frames is sampled again
      at the eyeballs (away from the iris) and the teeth, keeping only pixels
      where they are the nearest surface (lids lie on the eyeball), corrected
-     by unwrap's frame gains and by the light of the skin around them; the
-     reading is a high band of those samples' luminance (85th-97th
-     percentile: lids, lashes, the iris, shadow and blur only darken what is
-     seen, glints lie above). In a shadowed eye or a small, blurred one the
+     by unwrap's frame gains and by the light of the skin around them. Lids,
+     lashes, the iris, shadow and blur only darken what is seen, while glints
+     and the glossy reflection of a bright window or lamp on a wet eye or
+     tooth brighten it, so each bound reads the band of those samples'
+     luminance whose error can only weaken it: the ceiling the middle
+     (``CUE_CEILING_BAND``, 50th-85th percentile: a wet eye once darkened a
+     light skin to ITA -40° from its 85th-97th), the floor below the high one.
+     In a shadowed eye or a small, blurred one the
      reading under-states the albedo, so it is used one-sided only: softly,
      the softer the fewer texels were seen (a cue seen on under 5% of a full
      view is left out); and since a wet, glossy eye or tooth in real video
@@ -74,7 +78,8 @@ The network-free baseline (and the fallback when no GMug weights are present):
      is left out. A reading far more saturated than a near-neutral sclera or
      tooth under the residual light colour (``CUE_MAX_LOG_CHROMA``) has skin
      or lid pixels in it and is left out;
-   * *the sclera as a floor*: the same reading also bounds the exposure from
+   * *the sclera as a floor*: its high band (``CUE_FLOOR_BAND``, 85th-97th
+     percentile) also bounds the exposure from
      below (``SCLERA_LUMINANCE_MIN``): a sclera of albedo 0.5-0.7 reads at
      least about half of it in the socket's shade, so a face whose sclera
      stays far darker at the skin's gain was under-exposed (a backlit face,
@@ -165,7 +170,8 @@ TEETH_SIGMA = 0.25
 SCLERA_MIN_ANGLE_DEG = 38.0           # eyeball texels this far from the rest gaze axis are sclera (iris ~30 deg)
 SCLERA_FULL_TEXELS = 400              # cue texels seen (at a 512 reference texture) that count as fully seen
 TEETH_FULL_TEXELS = 400
-CUE_BAND = (85.0, 97.0)               # luminance percentiles of a cue's samples that are averaged (lit, no glints)
+CUE_CEILING_BAND = (50.0, 85.0)       # luminance percentiles of a cue's samples averaged for its ceiling (no gloss)
+CUE_FLOOR_BAND = (85.0, 97.0)         # ... for the floor and the saturation test (lit, no glints)
 CUE_MAX_VETO = 2.0                    # the ceilings lower the skin's own exposure estimate at most this much
 CUE_IMPLAUSIBLE = 4.0                 # a reading this far over its ceiling at the skin's own exposure is left out
                                       # (measured: a real clip's teeth 4.9x; a dark skin's sclera that must act 2.5x)
@@ -353,9 +359,15 @@ class _Posterior:
                            for k, axis in enumerate(_grid_axes())])
         return median, spread, sheen
 
+    def _log_luminance(self, reading: np.ndarray) -> np.ndarray:
+        """log luminance of a cue's reading after each grid point's gains."""
+        return np.log(LUMINANCE[0] * reading[0] * np.exp(self.gain[0] + self.gain[2]) + LUMINANCE[1] * reading[1]
+                      * np.exp(self.gain[2]) + LUMINANCE[2] * reading[2] * np.exp(self.gain[1] + self.gain[2]))
+
     def solve(self, cues: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         total = self.base
         summary: dict[str, Any] = {}
+        ceiling_readings: dict[str, np.ndarray] = {}
         for name, cue in (cues or {}).items():
             seen = float(np.clip(cue.get("seen", 0.0), 0.0, 1.0))
             entry: dict[str, Any] = {"used": False, "seen": round(seen, 3)}
@@ -363,38 +375,38 @@ class _Posterior:
             if name not in CUE_CEILINGS or cue.get("rgb") is None or seen < 0.05 or not np.all(np.asarray(cue["rgb"]) > 0):
                 continue
             ceiling, sigma = CUE_CEILINGS[name]
+            softness = sigma / np.sqrt(seen)
             reading = np.asarray(cue["rgb"], np.float64)
             saturation = float(np.abs(_log_chroma(reading)[:2]).max())
-            calibrated = np.log(LUMINANCE[0] * reading[0] * np.exp(self.gain[0] + self.gain[2]) + LUMINANCE[1] * reading[1]
-                                * np.exp(self.gain[2]) + LUMINANCE[2] * reading[2] * np.exp(self.gain[1] + self.gain[2]))
             if name in CUE_FLOORS and saturation <= CUE_FLOOR_MAX_LOG_CHROMA:
-                floor = CUE_FLOORS[name]
-                shortfall = np.maximum(np.log(floor) - calibrated, 0.0) / (sigma / np.sqrt(seen))
+                # the high band's luminance after the gains may not fall far below the cue's albedo (soft, one-sided)
+                shortfall = np.maximum(np.log(CUE_FLOORS[name]) - self._log_luminance(reading), 0.0) / softness
                 total = total - 0.5 * shortfall ** 2
-                entry.update(floor_used=True, min_exposure=round(float(floor / (LUMINANCE @ reading)), 4))
+                entry.update(floor_used=True, min_exposure=round(float(CUE_FLOORS[name] / (LUMINANCE @ reading)), 4))
             if saturation > CUE_MAX_LOG_CHROMA:
                 entry.update(reading=[round(float(v), 4) for v in reading], rejected="too saturated for sclera or teeth")
                 continue
+            # the high band tells a place the light model does not describe (a glint, inside a mouth): left out
             at_skin_gain = float(LUMINANCE @ (reading * _gains_rgb(self.skin_gain)))
             if at_skin_gain > CUE_IMPLAUSIBLE * ceiling:
                 entry.update(reading=[round(float(v), 4) for v in reading],
                              rejected=f"implausibly bright ({at_skin_gain / ceiling:.1f}x its ceiling at the skin's own exposure)")
                 continue
-            # the reading's luminance after the gains may not exceed the cue's albedo (soft, one-sided)
-            excess = np.maximum(calibrated - np.log(ceiling), 0.0) / (sigma / np.sqrt(seen))
+            reading = np.asarray(cue["rgb_ceiling"] if cue.get("rgb_ceiling") is not None else cue["rgb"], np.float64)
+            # the middle band's luminance after the gains may not exceed the cue's albedo (soft, one-sided)
+            excess = np.maximum(self._log_luminance(reading) - np.log(ceiling), 0.0) / softness
             total = total - 0.5 * excess ** 2
             entry.update(used=True, reading=[round(float(v), 4) for v in reading],
                          max_exposure=round(float(ceiling / (LUMINANCE @ reading)), 4))
+            ceiling_readings[name] = reading
         median, sd, sheen = self._moments(total)
         # no ceiling may overrule the skin by more than CUE_MAX_VETO in exposure (a wet, glossy eye reads too bright);
         # the floor has no such limit (it keeps its own margin, and the exposure prior bounds it)
         median[2] = max(median[2], self.skin_gain[2] - np.log(CUE_MAX_VETO))
         rgb_gain = _gains_rgb(median)
         exposure = float(LUMINANCE @ (self.face_rgb * rgb_gain) / (LUMINANCE @ self.face_rgb))
-        for name, entry in summary.items():
-            if entry["used"]:                         # the cue after the gains, against its ceiling (> 1: it pushed)
-                entry["against_ceiling"] = round(float(LUMINANCE @ (np.asarray(cues[name]["rgb"]) * rgb_gain))
-                                                 / CUE_CEILINGS[name][0], 4)
+        for name, reading in ceiling_readings.items():      # the cue after the gains, against its ceiling (> 1: it pushed)
+            summary[name]["against_ceiling"] = round(float(LUMINANCE @ (reading * rgb_gain)) / CUE_CEILINGS[name][0], 4)
         summary["skin"] = {"used": True, "seen": 1.0, "gain": [round(float(v), 4) for v in _gains_rgb(self.skin_gain)],
                            "exposure_sd": round(self.skin_sd, 4), "sheen": round(self.skin_sheen, 4)}
         return {"gain": rgb_gain, "exposure": exposure, "white_balance": rgb_gain / exposure, "exposure_sd": sd,
@@ -404,8 +416,9 @@ class _Posterior:
 def calibrate_gains(face_rgb: Any, cues: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Per-channel gains that make a delit face's median colour ``face_rgb`` (3,) a skin's appearance, from priors.
 
-    cues: name ("sclera", "teeth") -> {"rgb": (3,) the cue's bright reading on the same scale as ``face_rgb``,
-    "seen": 0..1 how much of it was seen}; a cue seen less than 5% is left out, and its ceiling softens as
+    cues: name ("sclera", "teeth") -> {"rgb": (3,) the cue's bright reading on the same scale as ``face_rgb`` (the
+    floor's and the saturation test's), optionally "rgb_ceiling": (3,) its middle reading for the ceiling (default
+    ``rgb``), "seen": 0..1 how much of it was seen}; a cue seen less than 5% is left out, and its ceiling softens as
     ``1/sqrt(seen)``. Returns ``gain`` (3,), its ``exposure`` (luminance ratio) and ``white_balance`` (gain /
     exposure) parts, ``exposure_sd`` (the posterior's spread of log exposure), ``sheen`` (albedo units, to take
     off with ``appearance_to_albedo``) and per cue whether it was used, its reading, the largest exposure its
@@ -521,20 +534,23 @@ def observe_cues(capture: Capture, model: HeadModel, fit: dict[str, np.ndarray],
 
 
 def cue_readings(observations: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each cue's robust bright reading: the weighted mean of its samples in the ``CUE_BAND`` of their luminance.
+    """Each cue's robust readings: the weighted mean of its samples in a band of their luminance.
 
-    Lids, lashes, the iris, shadow and blur only darken what is seen of a sclera or a tooth, so a high band of
-    its samples is the best reading -- and still at most its albedo (the top few percent, glints, are left out).
+    ``rgb``: the ``CUE_FLOOR_BAND`` (high: lids, lashes, the iris, shadow and blur only darken a sclera or a
+    tooth; the top few percent, glints, are left out), for the floor and the saturation test; ``rgb_ceiling``: the
+    ``CUE_CEILING_BAND`` (the middle: the glossy reflection of a bright light on a wet eye or tooth covers more
+    than the glints), for the ceiling -- each bound reads the band whose error can only weaken it.
     """
     out: dict[str, dict[str, Any]] = {}
     for name, seen in observations.items():
-        entry: dict[str, Any] = {"rgb": None, "seen": seen["seen"], "texels": seen["texels"]}
+        entry: dict[str, Any] = {"rgb": None, "rgb_ceiling": None, "seen": seen["seen"], "texels": seen["texels"]}
         if seen["texels"] >= 10 and len(seen["samples"]) >= 10:
             luminance = seen["samples"] @ LUMINANCE
-            low_cut, high_cut = np.percentile(luminance, CUE_BAND)
-            band = (luminance >= low_cut) & (luminance <= high_cut)
-            weights = seen["weight"][band]
-            entry["rgb"] = (seen["samples"][band] * weights[:, None]).sum(0) / max(weights.sum(), 1e-9)
+            for key, percentiles in (("rgb", CUE_FLOOR_BAND), ("rgb_ceiling", CUE_CEILING_BAND)):
+                low_cut, high_cut = np.percentile(luminance, percentiles)
+                band = (luminance >= low_cut) & (luminance <= high_cut)
+                weights = seen["weight"][band]
+                entry[key] = (seen["samples"][band] * weights[:, None]).sum(0) / max(weights.sum(), 1e-9)
         out[name] = entry
     return out
 
@@ -677,7 +693,7 @@ def run_delight_classic(ctx: StageContext) -> None:
 
 DELIGHT_CLASSIC_STAGE = Stage(
     name="delight_classic",
-    version=7,
+    version=8,
     run=run_delight_classic,
     outputs=(DELIT_CLASSIC_PNG,),
     inputs=(PHONE_PNG, COVERAGE_PNG, SHADING_NPZ, FIT_NPZ, FRAMES_DIR),
