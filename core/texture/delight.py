@@ -66,9 +66,9 @@ The network-free baseline (and the fallback when no GMug weights are present):
      tooth brighten it, so each bound reads the band of those samples'
      luminance whose error can only weaken it: the ceiling the middle
      (``CUE_CEILING_BAND``, 50th-85th percentile: a wet eye once darkened a
-     light skin to ITA -40° from its 85th-97th), the floor below the high one.
-     In a shadowed eye or a small, blurred one the
-     reading under-states the albedo, so it is used one-sided only: softly,
+     light skin to ITA -40° from its 85th-97th), the floor (below) the high
+     band. In a shadowed eye or a small, blurred one the reading
+     under-states the albedo, so it is used one-sided only: softly,
      the softer the fewer texels were seen (a cue seen on under 5% of a full
      view is left out); and since a wet, glossy eye or tooth in real video
      can read above its albedo, no ceiling lowers the skin's own exposure
@@ -107,8 +107,9 @@ Output: ``textures/delit_classic.png`` (16-bit sRGB), complete. Metrics go
 to ``report.json`` under ``delight_classic``; ``calibration`` holds the
 applied per-channel gain, its exposure and white-balance parts, the
 exposure's posterior spread, the sheen taken off, the cues used and, per cue,
-how much of it was seen (texels, 0..1), its reading, the largest exposure its
-ceiling allows and where the result left it against that ceiling (``skin``:
+how much of it was seen (texels, 0..1), its ceiling's reading, the largest
+exposure that ceiling allows and where the result left it against it, and for
+the sclera the floor's reading and the smallest exposure it allows (``skin``:
 the gain the manifold and priors alone give).
 """
 
@@ -176,9 +177,9 @@ CUE_MAX_VETO = 2.0                    # the ceilings lower the skin's own exposu
 CUE_IMPLAUSIBLE = 4.0                 # a reading this far over its ceiling at the skin's own exposure is left out
                                       # (measured: a real clip's teeth 4.9x; a dark skin's sclera that must act 2.5x)
 CUE_MAX_LOG_CHROMA = 0.45             # |log R/G|, |log B/G| of a near-neutral cue's reading beyond this: skin or lid
+                                      # pixels got in (the residual light colour alone stays well inside, sigma ~0.12)
 CUE_FLOOR_MAX_LOG_CHROMA = 1.0        # ... as a floor: a warm light and the skin's bounce in the socket tint a sclera
                                       # far more than they darken it; beyond this the reading is mostly skin or lid
-                                      # pixels got in (the residual light colour alone stays well inside, sigma ~0.12)
 # the posterior grid over the calibrated face colour: (low, high, step) of log R/G, log B/G, log G
 CALIBRATION_GRID = ((-0.1, 1.3, 0.02), (-1.3, 0.3, 0.02), (-5.0, -0.3, 0.04))
 
@@ -382,7 +383,8 @@ class _Posterior:
                 # the high band's luminance after the gains may not fall far below the cue's albedo (soft, one-sided)
                 shortfall = np.maximum(np.log(CUE_FLOORS[name]) - self._log_luminance(reading), 0.0) / softness
                 total = total - 0.5 * shortfall ** 2
-                entry.update(floor_used=True, min_exposure=round(float(CUE_FLOORS[name] / (LUMINANCE @ reading)), 4))
+                entry.update(floor_used=True, floor_reading=[round(float(v), 4) for v in reading],
+                             min_exposure=round(float(CUE_FLOORS[name] / (LUMINANCE @ reading)), 4))
             if saturation > CUE_MAX_LOG_CHROMA:
                 entry.update(reading=[round(float(v), 4) for v in reading], rejected="too saturated for sclera or teeth")
                 continue
