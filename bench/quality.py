@@ -228,7 +228,8 @@ def main():
                 images[method] = read_image(path)
         sheet_rows.append((f"{name}  ITA {truth.scene['skin']['ita_deg']:.0f}", images))
         record = {"bench": "quality", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(), "source": source_version(),
-                  "set": args.set, "capture": name, "seed": seed, "tone": tone, "hdri": truth.scene.get("scene", {}).get("hdri", hdri), "frames": args.frames, "size": args.size,
+                  "set": args.set, "capture": name, "seed": seed, "tone": tone,
+                  "hdri": truth.scene.get("scene", {}).get("hdri", hdri), "frames": args.frames, "size": args.size,
                   "texture_size": args.texture_size, "synth_s": synth_timings, "synth_reused": reused,
                   "reconstruct_s": round(reconstruct_s, 2), "eval_s": round(eval_s, 2), "scores": scores}
         records.append(record)

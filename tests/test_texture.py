@@ -28,8 +28,8 @@ from studio_avatar.core.stages import run_stage
 from studio_avatar.core.synth.head_clip import HeadClipSpec
 from studio_avatar.core.synth.textured_capture import FLAT_WHITE, Light, smooth_albedo, write_textured_capture
 from studio_avatar.core.texture.delight import (DELIGHT_CLASSIC_STAGE, LUMINANCE, SKIN_BOUNCE, TEETH_LUMINANCE_MAX,
-                                                DelightParams, appearance_to_albedo, calibrate_gains, cue_readings, skin_locus_gain,
-                                                skin_tone_texels)
+                                                DelightParams, appearance_to_albedo, calibrate_gains, cue_readings,
+                                                skin_locus_gain, skin_tone_texels)
 from studio_avatar.core.texture.unwrap import UNWRAP_STAGE, UnwrapParams
 from studio_avatar.core.texture.uv import texel_geometry
 

@@ -407,7 +407,7 @@ class _Posterior:
         median[2] = max(median[2], self.skin_gain[2] - np.log(CUE_MAX_VETO))
         rgb_gain = _gains_rgb(median)
         exposure = float(LUMINANCE @ (self.face_rgb * rgb_gain) / (LUMINANCE @ self.face_rgb))
-        for name, reading in ceiling_readings.items():      # the cue after the gains, against its ceiling (> 1: it pushed)
+        for name, reading in ceiling_readings.items():      # the cue after the gains against its ceiling (> 1: pushed)
             summary[name]["against_ceiling"] = round(float(LUMINANCE @ (reading * rgb_gain)) / CUE_CEILINGS[name][0], 4)
         summary["skin"] = {"used": True, "seen": 1.0, "gain": [round(float(v), 4) for v in _gains_rgb(self.skin_gain)],
                            "exposure_sd": round(self.skin_sd, 4), "sheen": round(self.skin_sheen, 4)}
@@ -424,8 +424,9 @@ def calibrate_gains(face_rgb: Any, cues: dict[str, dict[str, Any]] | None = None
     ``1/sqrt(seen)``. Returns ``gain`` (3,), its ``exposure`` (luminance ratio) and ``white_balance`` (gain /
     exposure) parts, ``exposure_sd`` (the posterior's spread of log exposure), ``sheen`` (albedo units, to take
     off with ``appearance_to_albedo``) and per cue whether it was used, its reading, the largest exposure its
-    ceiling allows and where the result left it against that ceiling; ``skin`` holds what the manifold and the
-    priors alone give. The posterior is evaluated on ``CALIBRATION_GRID``; see the module docstring.
+    ceiling allows and where the result left it against that ceiling, and for a floor (the sclera) ``floor_used``,
+    ``floor_reading`` and the smallest exposure it allows; ``skin`` holds what the manifold and the priors alone
+    give. The posterior is evaluated on ``CALIBRATION_GRID``; see the module docstring.
     """
     return _Posterior(face_rgb).solve(cues)
 
@@ -674,7 +675,8 @@ def _calibration_record(calibration: dict[str, Any]) -> dict[str, Any]:
         "white_balance": [round(float(v), 4) for v in calibration["white_balance"]],
         "exposure_sd": round(float(calibration["exposure_sd"]), 4),
         "sheen": round(float(calibration["sheen"]), 4), "bounce": SKIN_BOUNCE,
-        "cues_used": sorted(name for name, cue in calibration["cues"].items() if cue.get("used") or cue.get("floor_used")),
+        "cues_used": sorted(name for name, cue in calibration["cues"].items()
+                            if cue.get("used") or cue.get("floor_used")),
         "cues": calibration["cues"],
     }
 
